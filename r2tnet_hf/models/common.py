@@ -1,0 +1,119 @@
+"""Pieces shared by the fMRI backbones: the output type, input checks, time embedding and masked pooling."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers.utils import ModelOutput
+
+from ..errors import FmriInputError
+
+
+@dataclass
+class FmriBackboneOutput(ModelOutput):
+    """Output of every backbone.
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_tokens, hidden_size)`):
+            Token features after the last layer (and the final norm).
+        pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+            One feature vector per scan: the mean over the valid tokens.
+        token_mask (`torch.BoolTensor` of shape `(batch_size, num_tokens)`):
+            `True` for tokens that hold at least one real frame.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            Token features after the embedding and after each layer, when `output_hidden_states=True`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            Attention probabilities of each layer, when `output_attentions=True` (eager attention only).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    token_mask: torch.BoolTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def check_roi_inputs(
+    fmri_values: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    repetition_time: torch.Tensor | float | None,
+    num_rois: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate ROI-series model inputs where they enter a model.
+
+    Returns `(fmri_values, frame_mask, repetition_time)` with `frame_mask` boolean `(batch, time)` and
+    `repetition_time` float `(batch,)` on the input's device. Raises `FmriInputError` naming both numbers.
+    """
+    if not torch.is_tensor(fmri_values) or fmri_values.ndim != 3:
+        found = tuple(fmri_values.shape) if torch.is_tensor(fmri_values) else type(fmri_values).__name__
+        raise FmriInputError.for_source(
+            "fmri_values", expected="a tensor of shape (batch_size, num_rois, num_timepoints)", found=f"{found}"
+        )
+    batch, rois, frames = fmri_values.shape
+    if rois != num_rois:
+        raise FmriInputError(f"fmri_values: input has {rois} ROIs but the model expects {num_rois} (config.num_rois)")
+    if attention_mask is None:
+        frame_mask = torch.ones(batch, frames, dtype=torch.bool, device=fmri_values.device)
+    else:
+        if tuple(attention_mask.shape) != (batch, frames):
+            raise FmriInputError.for_source(
+                "attention_mask", expected=f"shape {(batch, frames)} (batch, time)", found=f"{tuple(attention_mask.shape)}"
+            )
+        frame_mask = attention_mask.to(device=fmri_values.device).bool()
+        if not bool(frame_mask.any(dim=1).all()):
+            empty = torch.nonzero(~frame_mask.any(dim=1)).flatten().tolist()
+            raise FmriInputError.for_source(
+                "attention_mask", expected="at least one real frame per scan", found=f"no real frame in rows {empty}"
+            )
+    repetition_time = as_repetition_time(repetition_time, batch, fmri_values.device)
+    return fmri_values, frame_mask, repetition_time
+
+
+def as_repetition_time(repetition_time, batch: int, device: torch.device) -> torch.Tensor:
+    """`repetition_time` as a float tensor `(batch,)` in seconds; a scalar is broadcast. It is required."""
+    if repetition_time is None:
+        raise FmriInputError.for_source(
+            "repetition_time",
+            expected="the TR in seconds, a float or a tensor of shape (batch_size,)",
+            found="None",
+            hint="models place frames in seconds; FmriProcessor returns it",
+        )
+    tr = torch.as_tensor(repetition_time, dtype=torch.float32, device=device)
+    if tr.ndim == 0:
+        tr = tr.expand(batch)
+    if tr.shape != (batch,):
+        raise FmriInputError.for_source("repetition_time", expected=f"shape ({batch},)", found=f"{tuple(tr.shape)}")
+    if not bool(torch.isfinite(tr).all()) or bool((tr <= 0).any()):
+        raise FmriInputError.for_source(
+            "repetition_time", expected="finite positive seconds", found=f"{tr.tolist()}"
+        )
+    return tr
+
+
+def sinusoidal_time_embedding(seconds: torch.Tensor, dim: int, max_period: float) -> torch.Tensor:
+    """Sinusoidal features of continuous time in seconds.
+
+    Args:
+        seconds (`torch.FloatTensor` of shape `(batch_size, num_tokens)`): time of each token in seconds.
+        dim (`int`): feature size (even).
+        max_period (`float`): the longest period, in seconds; the shortest is 2π seconds.
+
+    Returns:
+        `torch.FloatTensor` of shape `(batch_size, num_tokens, dim)`, in float32.
+    """
+    half = dim // 2
+    exponent = torch.arange(half, dtype=torch.float32, device=seconds.device) / max(half, 1)
+    frequencies = torch.exp(-math.log(max_period) * exponent)
+    angles = seconds.float().unsqueeze(-1) * frequencies
+    embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    if dim % 2:
+        embedding = torch.nn.functional.pad(embedding, (0, 1))
+    return embedding
+
+
+def masked_mean(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `features` `(batch, tokens, dim)` over the tokens where `mask` `(batch, tokens)` is true."""
+    weights = mask.to(features.dtype).unsqueeze(-1)
+    return (features * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)

@@ -1,0 +1,72 @@
+"""R2T-Net configuration: a backbone plus the signature projection and the phenotype head."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+@strict
+class R2TNetConfig(PreTrainedConfig):
+    r"""
+    Configuration of the R2T-Net models: [`R2TNetModel`], [`R2TNetForContrastivePretraining`] and
+    [`R2TNetForPhenotypePrediction`].
+
+    Args:
+        backbone_config (`dict` or `PreTrainedConfig`, *optional*):
+            Config of any registered backbone (`roi_transformer`, ...), resolved through `AutoConfig`; the backbone is
+            built with `AutoModel.from_config`. Defaults to `RoiTransformerConfig()`.
+        signature_dim (`int`, *optional*, defaults to 2048):
+            Size of the brain signature, the L2-normalised output of the projection head.
+        projection_hidden_size (`int`, *optional*, defaults to 2048):
+            Hidden size of the projection head (backbone features → hidden → signature).
+        projection_num_layers (`int`, *optional*, defaults to 2):
+            Linear layers in the projection head (1 = a single linear map).
+        projection_dropout (`float`, *optional*, defaults to 0.0):
+            Dropout inside the projection head.
+        temperature (`float`, *optional*, defaults to 0.1):
+            NT-Xent temperature τ.
+        classifier_dropout (`float`, *optional*, defaults to 0.0):
+            Dropout before the phenotype head.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation for the head initialisation.
+        num_labels (`int`, *optional*, defaults to 2):
+            Outputs of the phenotype head (targets for regression, classes for classification).
+        problem_type (`str`, *optional*):
+            `"regression"`, `"single_label_classification"` or `"multi_label_classification"`; inferred from
+            `num_labels` and the label dtype when `None`, as in transformers.
+
+    Example:
+        >>> from r2tnet_hf import R2TNetConfig, RoiTransformerConfig, R2TNetModel
+        >>> config = R2TNetConfig(backbone_config=RoiTransformerConfig(num_rois=94))
+        >>> model = R2TNetModel(config)
+    """
+
+    model_type = "r2tnet"
+    sub_configs_defaults = {
+        "backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="roi_transformer"),
+    }
+
+    backbone_config: dict | PreTrainedConfig | None = None
+    signature_dim: int = 2048
+    projection_hidden_size: int = 2048
+    projection_num_layers: int = 2
+    projection_dropout: float = 0.0
+    temperature: float = 0.1
+    classifier_dropout: float = 0.0
+    initializer_range: float = 0.02
+
+    def validate_architecture(self):
+        super().validate_architecture()
+        if self.signature_dim < 1 or self.projection_hidden_size < 1:
+            raise ValueError("signature_dim and projection_hidden_size must be >= 1")
+        if self.projection_num_layers < 1:
+            raise ValueError(f"projection_num_layers must be >= 1, got {self.projection_num_layers}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not hasattr(self.backbone_config, "hidden_size"):
+            raise ValueError(f"backbone_config ({type(self.backbone_config).__name__}) has no hidden_size")
+
+
+__all__ = ["R2TNetConfig"]

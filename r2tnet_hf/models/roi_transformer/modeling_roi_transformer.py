@@ -1,0 +1,230 @@
+"""RoiTransformer: a pre-norm transformer over temporal patches of a parcellated fMRI series.
+
+Each token is a patch of `patch_size` frames across all ROIs. Token times are in seconds (patch centre × TR), so scans
+acquired at different TRs line up. Padded frames are zeroed and their tokens are masked out of attention (as keys) and
+out of pooling, so padding never changes the output for the real frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+from ..common import FmriBackboneOutput, check_roi_inputs, masked_mean, sinusoidal_time_embedding
+from .configuration_roi_transformer import RoiTransformerConfig
+
+
+class RoiTransformerPatchEmbedding(nn.Module):
+    """Temporal patches → tokens, with the dense or the factorised (spatial basis) input projection."""
+
+    def __init__(self, config: RoiTransformerConfig):
+        super().__init__()
+        self.config = config
+        if config.spatial_rank is None:
+            self.spatial_basis = None
+            patch_features = config.num_rois * config.patch_size
+        else:
+            self.spatial_basis = nn.Parameter(torch.empty(config.num_rois, config.spatial_rank))
+            patch_features = config.spatial_rank * config.patch_size
+        self.projection = nn.Linear(patch_features, config.hidden_size)
+        self.time_projection = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, fmri_values: torch.Tensor, frame_mask: torch.Tensor, repetition_time: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        patch = self.config.patch_size
+        batch, _, frames = fmri_values.shape
+        values = fmri_values * frame_mask.unsqueeze(1).to(fmri_values.dtype)
+        pad = (-frames) % patch
+        if pad:
+            values = F.pad(values, (0, pad))
+            frame_mask = F.pad(frame_mask, (0, pad), value=False)
+        num_tokens = (frames + pad) // patch
+        if self.spatial_basis is not None:
+            values = torch.einsum("bvt,vr->brt", values, self.spatial_basis.to(values.dtype))
+        channels = values.shape[1]
+        patches = values.reshape(batch, channels, num_tokens, patch).transpose(1, 2).reshape(batch, num_tokens, -1)
+        tokens = self.projection(patches)
+
+        token_mask = frame_mask.reshape(batch, num_tokens, patch).any(dim=-1)
+        centre_frame = torch.arange(num_tokens, device=tokens.device, dtype=torch.float32) * patch + (patch - 1) / 2
+        seconds = centre_frame.unsqueeze(0) * repetition_time.unsqueeze(1)
+        time_features = sinusoidal_time_embedding(seconds, tokens.shape[-1], self.config.time_embedding_max_period)
+        tokens = tokens + self.time_projection(time_features.to(tokens.dtype))
+        return self.dropout(tokens), token_mask
+
+
+class RoiTransformerAttention(nn.Module):
+    """Multi-head self-attention with a key-padding mask, through `F.scaled_dot_product_attention` (or eager)."""
+
+    def __init__(self, config: RoiTransformerConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_prob = config.attention_probs_dropout_prob
+
+    def forward(
+        self, hidden_states: torch.Tensor, key_mask: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, tokens, hidden = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch, tokens, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        allowed = key_mask[:, None, None, :]  # (batch, 1, 1, tokens): every query may attend to the real tokens
+        dropout = self.dropout_prob if self.training else 0.0
+        probs = None
+        if output_attentions or self.config._attn_implementation == "eager":
+            scores = (query @ key.transpose(-2, -1)) / math.sqrt(self.head_dim)
+            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+            probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
+            context = F.dropout(probs, p=dropout, training=self.training) @ value
+        else:
+            context = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(batch, tokens, hidden)
+        return self.output(context), probs
+
+
+class RoiTransformerMLP(nn.Module):
+    def __init__(self, config: RoiTransformerConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.activation(self.fc1(hidden_states))))
+
+
+class RoiTransformerLayer(GradientCheckpointingLayer):
+    """Pre-norm block: x + attn(LN(x)), then x + mlp(LN(x))."""
+
+    def __init__(self, config: RoiTransformerConfig):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = RoiTransformerAttention(config)
+        self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = RoiTransformerMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, hidden_states: torch.Tensor, key_mask: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.attention(self.attention_norm(hidden_states), key_mask, output_attentions)
+        hidden_states = hidden_states + self.dropout(attended)
+        hidden_states = hidden_states + self.mlp(self.mlp_norm(hidden_states))
+        return hidden_states, probs
+
+
+class RoiTransformerPreTrainedModel(PreTrainedModel):
+    config: RoiTransformerConfig
+    config_class = RoiTransformerConfig
+    base_model_prefix = "roi_transformer"
+    main_input_name = "fmri_values"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["RoiTransformerLayer"]
+
+    def _init_weights(self, module: nn.Module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+        elif isinstance(module, RoiTransformerPatchEmbedding) and module.spatial_basis is not None:
+            # Unit-variance components for z-scored input, whatever the number of ROIs.
+            init.normal_(module.spatial_basis, std=module.config.num_rois**-0.5)
+        elif isinstance(module, RoiTransformerLayer):
+            # Residual branches scaled for depth (GPT-2 style), so deep stacks start near the identity.
+            depth_std = std / math.sqrt(2 * self.config.num_hidden_layers)
+            init.trunc_normal_(module.attention.output.weight, std=depth_std, a=-2 * depth_std, b=2 * depth_std)
+            init.trunc_normal_(module.mlp.fc2.weight, std=depth_std, a=-2 * depth_std, b=2 * depth_std)
+
+
+class RoiTransformerModel(RoiTransformerPreTrainedModel):
+    r"""
+    The RoiTransformer backbone: parcellated or grayordinate series → token features and a pooled feature per scan.
+
+    Example:
+        >>> import torch
+        >>> from r2tnet_hf import RoiTransformerConfig, RoiTransformerModel
+        >>> model = RoiTransformerModel(RoiTransformerConfig(num_rois=16, hidden_size=32, num_hidden_layers=2,
+        ...                                                   num_attention_heads=4, intermediate_size=64))
+        >>> out = model(torch.randn(2, 16, 40), repetition_time=torch.tensor([0.72, 2.0]))
+        >>> out.pooler_output.shape
+        torch.Size([2, 32])
+    """
+
+    def __init__(self, config: RoiTransformerConfig):
+        super().__init__(config)
+        self.embeddings = RoiTransformerPatchEmbedding(config)
+        self.layers = nn.ModuleList(RoiTransformerLayer(config) for _ in range(config.num_hidden_layers))
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def forward(
+        self,
+        fmri_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        repetition_time: torch.Tensor | float | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> FmriBackboneOutput | tuple:
+        r"""
+        Args:
+            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`):
+                The series, time last, as `FmriProcessor` returns it (z-scored per ROI).
+            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
+                1 for real frames, 0 for padding. Defaults to all ones.
+            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
+                Seconds per frame. Required: token times are in seconds.
+            output_attentions (`bool`, *optional*):
+                Return attention probabilities of every layer (computed eagerly).
+            output_hidden_states (`bool`, *optional*):
+                Return the token features after the embedding and after every layer.
+        """
+        output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
+        output_hidden_states = bool(
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        fmri_values, frame_mask, repetition_time = check_roi_inputs(
+            fmri_values, attention_mask, repetition_time, self.config.num_rois
+        )
+        fmri_values = fmri_values.to(self.embeddings.projection.weight.dtype)
+        hidden_states, token_mask = self.embeddings(fmri_values, frame_mask, repetition_time)
+
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, probs = layer(hidden_states, token_mask, output_attentions=output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (probs,)
+
+        hidden_states = self.norm(hidden_states)
+        pooled = masked_mean(hidden_states, token_mask)
+        output = FmriBackboneOutput(
+            last_hidden_state=hidden_states,
+            pooler_output=pooled,
+            token_mask=token_mask,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["RoiTransformerModel", "RoiTransformerPreTrainedModel"]
