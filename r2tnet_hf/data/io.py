@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +21,15 @@ import numpy as np
 
 from ..errors import FmriInputError
 
+logger = logging.getLogger(__name__)
+
 TABULAR_SUFFIXES = {".tsv": "\t", ".csv": ","}
 CIFTI_SERIES_SUFFIXES = (".dtseries.nii", ".ptseries.nii")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# Other CIFTI-2 kinds (dconn, dscalar, dlabel, pconn, ...): valid files, but not time series.
+CIFTI_OTHER = re.compile(
+    r"\.(dconn|dscalar|dlabel|pconn|pscalar|plabel|pdconn|dpconn|pconnseries|pconnscalar|dfan|dfibersamp|dfansamp)\.nii$"
+)
 
 
 @dataclass
@@ -65,6 +74,10 @@ def read_series(path: str | os.PathLike) -> FmriSeries:
         return read_npy(path)
     if name.endswith(CIFTI_SERIES_SUFFIXES):
         return read_cifti_series(path)
+    if CIFTI_OTHER.search(name):
+        raise FmriInputError.for_source(
+            path, expected="a CIFTI-2 time series (.dtseries.nii or .ptseries.nii)", found="another CIFTI-2 kind"
+        )
     if name.endswith(NIFTI_SUFFIXES):
         return read_nifti(path)
     raise FmriInputError.for_source(
@@ -94,10 +107,16 @@ def read_table(path: Path) -> FmriSeries:
     has_header = not all(_is_number(cell) for cell in cells)
     labels = [cell.strip() for cell in cells] if has_header else None
     try:
-        values = np.loadtxt(
-            path, delimiter=delimiter, skiprows=int(has_header), dtype=np.float32, ndmin=2,
-            converters=lambda text: float("nan") if text.strip().lower() in {"n/a", ""} else float(text),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below, by name
+            values = np.loadtxt(
+                path,
+                delimiter=delimiter,
+                skiprows=int(has_header),
+                dtype=np.float32,
+                ndmin=2,
+                converters=lambda text: float("nan") if text.strip().lower() in {"n/a", ""} else float(text),
+            )
     except ValueError as error:
         raise FmriInputError.for_source(
             path, expected="a numeric table (rows = timepoints, columns = ROIs)", found=f"unparsable content: {error}"
@@ -116,7 +135,9 @@ def read_npy(path: Path) -> FmriSeries:
     try:
         values = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
-        raise FmriInputError.for_source(path, expected="a numeric .npy array", found=f"an unreadable file ({error})") from None
+        raise FmriInputError.for_source(
+            path, expected="a numeric .npy array", found=f"an unreadable file ({error})"
+        ) from None
     if values.ndim != 2:
         raise FmriInputError.for_source(
             path, expected="a 2-D array (timepoints, ROIs)", found=f"{values.ndim}-D {tuple(values.shape)}"
@@ -132,7 +153,9 @@ def _load_nibabel(path: Path, kind: str):
     try:
         return nibabel.load(str(path))
     except (gzip.BadGzipFile, EOFError, OSError, ValueError, nibabel.filebasedimages.ImageFileError) as error:
-        raise FmriInputError.for_source(path, expected=f"a readable {kind} file", found=f"{type(error).__name__}: {error}") from None
+        raise FmriInputError.for_source(
+            path, expected=f"a readable {kind} file", found=f"{type(error).__name__}: {error}"
+        ) from None
 
 
 def read_cifti_series(path: Path) -> FmriSeries:
@@ -142,7 +165,9 @@ def read_cifti_series(path: Path) -> FmriSeries:
     image = _load_nibabel(path, "CIFTI-2")
     if not isinstance(image, cifti2.Cifti2Image):
         raise FmriInputError.for_source(
-            path, expected="a CIFTI-2 image", found=f"{type(image).__name__} (CIFTI-1 files are not supported by nibabel)"
+            path,
+            expected="a CIFTI-2 image",
+            found=f"{type(image).__name__} (CIFTI-1 files are not supported by nibabel)",
         )
     try:
         time_axis, brain_axis = image.header.get_axis(0), image.header.get_axis(1)
@@ -180,6 +205,7 @@ def read_cifti_series(path: Path) -> FmriSeries:
 
 
 NIFTI_TIME_UNITS_TO_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+MAX_PLAUSIBLE_TR_SECONDS = 100.0
 
 
 def read_nifti(path: Path) -> FmriSeries:
@@ -192,10 +218,16 @@ def read_nifti(path: Path) -> FmriSeries:
     zoom = float(image.header.get_zooms()[3])
     time_unit = image.header.get_xyzt_units()[1]
     scale = NIFTI_TIME_UNITS_TO_SECONDS.get(time_unit, 1.0)  # 'unknown' is taken as seconds, the common default
+    if scale == 1.0 and zoom > MAX_PLAUSIBLE_TR_SECONDS:
+        # A TR of minutes is not fMRI: such headers (e.g. nibabel's example4d, 2000 'sec') hold milliseconds.
+        logger.warning(f"{path}: header TR {zoom:g} {time_unit} is implausible; reading it as {zoom:g} ms")
+        scale = 1e-3
     try:
         values = np.asarray(image.dataobj, dtype=np.float32)
     except (OSError, ValueError, EOFError, gzip.BadGzipFile) as error:
-        raise FmriInputError.for_source(path, expected="readable NIfTI data", found=f"{type(error).__name__}: {error}") from None
+        raise FmriInputError.for_source(
+            path, expected="readable NIfTI data", found=f"{type(error).__name__}: {error}"
+        ) from None
     return FmriSeries(
         data=values[np.newaxis],
         repetition_time=zoom * scale if zoom > 0 else None,

@@ -25,7 +25,9 @@ def identification_accuracy(queries: np.ndarray, database: np.ndarray) -> float:
     """
     queries, database = np.asarray(queries, dtype=np.float64), np.asarray(database, dtype=np.float64)
     if queries.shape != database.shape or queries.ndim != 2:
-        raise ValueError(f"queries and database must both be (subjects, features), got {queries.shape}, {database.shape}")
+        raise ValueError(
+            f"queries and database must both be (subjects, features), got {queries.shape}, {database.shape}"
+        )
 
     def standardise(rows):
         rows = rows - rows.mean(axis=1, keepdims=True)

@@ -59,7 +59,9 @@ def check_roi_inputs(
     else:
         if tuple(attention_mask.shape) != (batch, frames):
             raise FmriInputError.for_source(
-                "attention_mask", expected=f"shape {(batch, frames)} (batch, time)", found=f"{tuple(attention_mask.shape)}"
+                "attention_mask",
+                expected=f"shape {(batch, frames)} (batch, time)",
+                found=f"{tuple(attention_mask.shape)}",
             )
         frame_mask = attention_mask.to(device=fmri_values.device).bool()
         if not bool(frame_mask.any(dim=1).all()):
@@ -86,9 +88,7 @@ def as_repetition_time(repetition_time, batch: int, device: torch.device) -> tor
     if tr.shape != (batch,):
         raise FmriInputError.for_source("repetition_time", expected=f"shape ({batch},)", found=f"{tuple(tr.shape)}")
     if not bool(torch.isfinite(tr).all()) or bool((tr <= 0).any()):
-        raise FmriInputError.for_source(
-            "repetition_time", expected="finite positive seconds", found=f"{tr.tolist()}"
-        )
+        raise FmriInputError.for_source("repetition_time", expected="finite positive seconds", found=f"{tr.tolist()}")
     return tr
 
 

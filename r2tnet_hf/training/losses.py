@@ -11,34 +11,46 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+class _AllGatherWithGrad(torch.autograd.Function):
+    """All-gather equal-sized tensors; the backward sums every process's gradient and returns this process's slice."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.rows = dist.get_rank(), tensor.shape[0]
+        gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, tensor.contiguous())
+        return torch.cat(gathered)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # works on gloo and NCCL alike
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
 def gather_with_grad(features: torch.Tensor, subject_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     """All-gather `features` and `subject_ids` from every process, keeping the autograd graph.
 
-    The gather is differentiable (`torch.distributed.nn.functional.all_gather`): the backward pass sends each process
-    the gradient that every other process's loss puts on its features. Processes may hold different batch sizes: they
-    are padded to the largest and the padding is dropped. Returns `(all_features, all_ids, offset)` where `offset` is
-    the position of this process's rows in the gathered batch.
+    The backward pass gives each process the sum of the gradients that every process's loss puts on its features.
+    Processes may hold different batch sizes: rows are padded to the largest and the padding is dropped. Returns
+    `(all_features, all_ids, offset)` where `offset` is the position of this process's rows in the gathered batch.
     """
     world = _world_size()
     if world == 1:
         return features, subject_ids, 0
-    from torch.distributed.nn.functional import all_gather
-
     rank = dist.get_rank()
     local = torch.tensor([features.shape[0]], device=features.device)
     sizes = [torch.zeros_like(local) for _ in range(world)]
     dist.all_gather(sizes, local)
-    sizes = [int(s.item()) for s in sizes]
-    largest = max(sizes)
-    pad = largest - features.shape[0]
-    padded_features = F.pad(features, (0, 0, 0, pad))
+    sizes = [int(size.item()) for size in sizes]
+    pad = max(sizes) - features.shape[0]
+    gathered_features = _AllGatherWithGrad.apply(F.pad(features, (0, 0, 0, pad)))
     padded_ids = F.pad(subject_ids, (0, pad), value=-1)
-    gathered_features = all_gather(padded_features)
-    gathered_ids = [torch.zeros_like(padded_ids) for _ in range(world)]
+    gathered_ids = [torch.empty_like(padded_ids) for _ in range(world)]
     dist.all_gather(gathered_ids, padded_ids)
-    all_features = torch.cat([f[:n] for f, n in zip(gathered_features, sizes)])
-    all_ids = torch.cat([i[:n] for i, n in zip(gathered_ids, sizes)])
-    return all_features, all_ids, sum(sizes[:rank])
+    largest = max(sizes)
+    keep = torch.cat([torch.arange(n, device=features.device) + r * largest for r, n in enumerate(sizes)])
+    return gathered_features[keep], torch.cat(gathered_ids)[keep], sum(sizes[:rank])
 
 
 def nt_xent_loss(
@@ -59,7 +71,8 @@ def nt_xent_loss(
 
     Across processes (`torch.distributed` initialised, e.g. under `accelerate launch`) the candidates are the
     features of all processes, gathered with gradient, and the anchors are this process's own rows (open_clip's
-    `local_loss=True, gather_with_grad=True`). Averaged by DDP, this gives exactly the gradient of the global loss.
+    `local_loss=True, gather_with_grad=True`). DDP then averages the processes' gradients: the result is exactly
+    the gradient of the mean of the per-process losses (the global mean when processes hold equal anchor counts).
 
     Args:
         features (`torch.FloatTensor` of shape `(batch_size, dim)`): embeddings; they are L2-normalised here.

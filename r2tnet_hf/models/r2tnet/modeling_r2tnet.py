@@ -7,6 +7,7 @@ other scans of the same subject (rest⇄task, another session), not two clips of
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -81,7 +82,7 @@ class R2TNetProjectionHead(nn.Module):
         sizes = [config.backbone_config.hidden_size]
         sizes += [config.projection_hidden_size] * (config.projection_num_layers - 1) + [config.signature_dim]
         layers: list[nn.Module] = []
-        for index, (size_in, size_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for index, (size_in, size_out) in enumerate(itertools.pairwise(sizes)):
             if index:
                 layers += [nn.GELU(), nn.Dropout(config.projection_dropout)]
             layers.append(nn.Linear(size_in, size_out))
@@ -203,6 +204,7 @@ class R2TNetForContrastivePretraining(R2TNetPreTrainedModel):
                 to `repetition_time`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        signature = self.r2tnet(fmri_values, attention_mask, repetition_time, return_dict=True).signature
         batch = fmri_values.shape[0]
         if subject_ids is not None:
             subject_ids = torch.as_tensor(subject_ids, device=fmri_values.device).long()
@@ -210,7 +212,6 @@ class R2TNetForContrastivePretraining(R2TNetPreTrainedModel):
                 raise FmriInputError.for_source(
                     "subject_ids", expected=f"shape ({batch},)", found=f"{tuple(subject_ids.shape)}"
                 )
-        signature = self.r2tnet(fmri_values, attention_mask, repetition_time, return_dict=True).signature
         if paired_fmri_values is None:
             if subject_ids is None:
                 raise ValueError("R2TNetForContrastivePretraining needs subject_ids, or a second view")
@@ -218,7 +219,8 @@ class R2TNetForContrastivePretraining(R2TNetPreTrainedModel):
         else:
             if paired_fmri_values.shape[0] != batch:
                 raise FmriInputError.for_source(
-                    "paired_fmri_values", expected=f"{batch} rows (one per row of fmri_values)",
+                    "paired_fmri_values",
+                    expected=f"{batch} rows (one per row of fmri_values)",
                     found=f"{paired_fmri_values.shape[0]}",
                 )
             paired_tr = repetition_time if paired_repetition_time is None else paired_repetition_time

