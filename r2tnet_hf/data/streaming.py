@@ -1,0 +1,249 @@
+"""Reading shards back: a resumable stream for training, random row access, and batching.
+
+`FmriStream` streams rows with `datasets.load_dataset("parquet", ..., streaming=True)`, splits them across processes
+with `split_dataset_by_node`, shuffles, and cuts random temporal windows through the dataset's `FmriProcessor`.
+
+Exact mid-epoch resume. A shuffle buffer whose content is not saved cannot resume exactly (datasets warns about it).
+This stream shuffles in a way whose state is small and deterministic instead: the shard order is a seeded
+permutation per epoch, and rows are read in blocks of `shuffle_buffer` that are permuted with a seed derived from
+(seed, epoch, block). The state is the `datasets` stream position at the start of the current block plus the offset
+inside it; random windows are drawn from a generator seeded per row. Restoring it continues with exactly the rows
+and windows an uninterrupted run would have produced. (Exactness holds when the stream is iterated in the process
+that saves the state, i.e. `num_workers=0`.)
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import FmriInputError
+from ..processing import FmriProcessor
+from .io import FmriSeries
+from .shards import FORMAT, METADATA_COLUMNS
+
+
+def _seed(*parts: int) -> np.random.Generator:
+    return np.random.default_rng([int(p) & 0xFFFFFFFF for p in parts])
+
+
+def decode_array(row: dict) -> np.ndarray:
+    """The row's array as a writable float32 numpy array, time last."""
+    return np.frombuffer(row["data"], dtype=row["dtype"]).reshape(row["shape"]).astype(np.float32)
+
+
+class ShardFolder:
+    """A folder written by `r2tnet convert`: its shards, processor, metadata and random row access."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        summary_path = self.folder / "manifest.json"
+        if not summary_path.is_file():
+            raise FmriInputError.for_source(
+                self.folder, expected="a folder written by r2tnet convert (manifest.json)", found="no manifest.json"
+            )
+        self.summary = json.loads(summary_path.read_text())
+        if self.summary.get("format") != FORMAT:
+            raise FmriInputError.for_source(
+                summary_path, expected=f"format {FORMAT}", found=str(self.summary.get("format"))
+            )
+        self.files = [str(self.folder / shard["file"]) for shard in self.summary["shards"]]
+        self.rows_per_shard = [shard["rows"] for shard in self.summary["shards"]]
+        self.processor = FmriProcessor.from_pretrained(self.folder)
+        self.phenotype_columns = list(self.summary.get("phenotypes", {}))
+        self._row_group = functools.lru_cache(maxsize=16)(self._read_row_group)
+
+    def __len__(self) -> int:
+        return sum(self.rows_per_shard)
+
+    @functools.cached_property
+    def metadata(self) -> dict[str, np.ndarray]:
+        """Every metadata and phenotype column for all rows, in shard order (the array bytes are not read)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = [*METADATA_COLUMNS, *self.phenotype_columns]
+        table = pa.concat_tables([pq.read_table(f, columns=columns) for f in self.files])
+        return {name: table.column(name).to_numpy(zero_copy_only=False) for name in columns}
+
+    @functools.cached_property
+    def subject_ids(self) -> dict[str, int]:
+        """A stable integer id per subject (sorted names), for contrastive positives."""
+        return {subject: index for index, subject in enumerate(sorted(set(self.metadata["subject"])))}
+
+    @functools.cached_property
+    def _offsets(self) -> np.ndarray:
+        return np.cumsum([0, *self.rows_per_shard])
+
+    def read_row(self, index: int) -> dict:
+        """Row `index` (0-based over all shards, in shard order), read through a small cache of row groups."""
+        shard = int(np.searchsorted(self._offsets, index, side="right") - 1)
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        within = index - int(self._offsets[shard])
+        group_size = self._row_group_sizes[shard]
+        table = self._row_group(shard, within // group_size)
+        return {name: table.column(name)[within % group_size].as_py() for name in table.column_names}
+
+    @functools.cached_property
+    def _row_group_sizes(self) -> list[int]:
+        import pyarrow.parquet as pq
+
+        return [pq.ParquetFile(f).metadata.row_group(0).num_rows for f in self.files]
+
+    def _read_row_group(self, shard: int, group: int):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(self.files[shard]).read_row_group(group)
+
+
+def sample_from_row(
+    row: dict,
+    processor: FmriProcessor,
+    generator: np.random.Generator,
+    crop: str,
+    subject_ids: dict[str, int],
+    phenotype_columns: list[str],
+) -> dict:
+    """One training sample: a window of the row's array through the processor, with its metadata."""
+    series = FmriSeries(decode_array(row), float(row["repetition_time"]), source=row["source"])
+    batch = processor(series, crop=crop, generator=generator, return_tensors="np")
+    sample = {
+        "fmri_values": batch["fmri_values"][0],
+        "attention_mask": batch["attention_mask"][0],
+        "repetition_time": float(batch["repetition_time"][0]),
+        "subject_id": subject_ids[row["subject"]],
+    }
+    for name in ("subject", "session", "modality", "task", "scan_index", "window_start"):
+        sample[name] = row[name]
+    for name in phenotype_columns:
+        sample[name] = row[name]
+    return sample
+
+
+def collate_fmri(samples: list[dict]) -> dict:
+    """Stack samples into model inputs, padding time to the longest with `attention_mask = 0` (never tiling)."""
+    longest = max(s["fmri_values"].shape[-1] for s in samples)
+    values = np.zeros((len(samples), *samples[0]["fmri_values"].shape[:-1], longest), dtype=np.float32)
+    mask = np.zeros((len(samples), longest), dtype=np.int64)
+    for index, sample in enumerate(samples):
+        length = sample["fmri_values"].shape[-1]
+        values[index, ..., :length] = sample["fmri_values"]
+        mask[index, :length] = sample["attention_mask"]
+    batch = {
+        "fmri_values": torch.from_numpy(values),
+        "attention_mask": torch.from_numpy(mask),
+        "repetition_time": torch.tensor([s["repetition_time"] for s in samples], dtype=torch.float32),
+        "subject_ids": torch.tensor([s["subject_id"] for s in samples], dtype=torch.long),
+    }
+    for key in samples[0]:
+        if key not in batch and key not in ("fmri_values", "attention_mask", "repetition_time", "subject_id"):
+            batch[key] = [s[key] for s in samples]
+    return batch
+
+
+def _world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class FmriStream(torch.utils.data.IterableDataset):
+    """Stream training samples from a shard folder, resumably.
+
+    Args:
+        folder: a folder written by `r2tnet convert`.
+        processor (`FmriProcessor`, *optional*): defaults to the folder's, with `window_length` and `crop` applied.
+        subjects (*optional*): keep only these subjects (e.g. one split); other rows are skipped, not yielded.
+        window_length (`int`, *optional*): frames per sample; `None` yields whole rows.
+        crop (`str`, defaults to `"random"`): where windows are cut (`random`, `start`, `center`).
+        shuffle_buffer (`int`, defaults to 64): rows per shuffled block.
+        seed (`int`, defaults to 0): seed of the shard order, the block permutations and the windows.
+        rank, world_size (*optional*): this process's slice; default from `torch.distributed`. With a shard count that
+            is a multiple of `world_size`, processes get whole shards; otherwise rows are dealt one by one. The slices
+            are disjoint and cover every row.
+    """
+
+    def __init__(
+        self,
+        folder,
+        processor: FmriProcessor | None = None,
+        subjects=None,
+        window_length: int | None = None,
+        crop: str = "random",
+        shuffle_buffer: int = 64,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        super().__init__()
+        self.shards = folder if isinstance(folder, ShardFolder) else ShardFolder(folder)
+        base = processor or self.shards.processor
+        self.processor = FmriProcessor(**{**base.to_dict(), "window_length": window_length, "crop": crop})
+        self.subjects = None if subjects is None else frozenset(subjects)
+        self.crop, self.shuffle_buffer, self.seed = crop, max(1, int(shuffle_buffer)), seed
+        default_rank, default_world = _world()
+        self.rank = default_rank if rank is None else rank
+        self.world_size = default_world if world_size is None else world_size
+        self.epoch = 0
+        self._position = {"epoch": 0, "dataset": None, "block": 0, "offset": 0}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._position = {"epoch": epoch, "dataset": None, "block": 0, "offset": 0}
+
+    def state_dict(self) -> dict:
+        """Where the stream stands: restore it with `load_state_dict` to continue with the next sample."""
+        return copy.deepcopy(self._position)
+
+    def load_state_dict(self, state: dict) -> None:
+        self._position = copy.deepcopy(state)
+        self.epoch = state["epoch"]
+
+    def epoch_files(self, epoch: int) -> list[str]:
+        order = _seed(self.seed, epoch, 0xF11E5).permutation(len(self.shards.files))
+        return [self.shards.files[i] for i in order]
+
+    def _dataset(self, epoch: int):
+        from datasets import load_dataset
+        from datasets.distributed import split_dataset_by_node
+
+        dataset = load_dataset("parquet", data_files=self.epoch_files(epoch), streaming=True, split="train")
+        if self.world_size > 1:
+            dataset = split_dataset_by_node(dataset, rank=self.rank, world_size=self.world_size)
+        if self.subjects is not None:
+            subjects = self.subjects
+            dataset = dataset.filter(lambda row: row["subject"] in subjects)
+        return dataset
+
+    def __iter__(self):
+        position = self._position
+        epoch = position["epoch"]
+        dataset = self._dataset(epoch)
+        if position["dataset"] is not None:
+            dataset.load_state_dict(position["dataset"])
+        rows = iter(dataset)
+        block, skip = position["block"], position["offset"]
+        while True:
+            block_state = copy.deepcopy(dataset.state_dict())
+            rows_in_block = list(islice(rows, self.shuffle_buffer))
+            if not rows_in_block:
+                break
+            order = _seed(self.seed, epoch, block, 0xB10C).permutation(len(rows_in_block))
+            for offset in range(skip, len(rows_in_block)):
+                row = rows_in_block[order[offset]]
+                generator = _seed(self.seed, epoch, block, offset, 0x5EED)
+                sample = sample_from_row(
+                    row, self.processor, generator, self.crop, self.shards.subject_ids, self.shards.phenotype_columns
+                )
+                self._position = {"epoch": epoch, "dataset": block_state, "block": block, "offset": offset + 1}
+                yield sample
+            block, skip = block + 1, 0
+        self.set_epoch(epoch + 1)

@@ -1,0 +1,109 @@
+"""A synthetic rest + task cohort with known structure, written as files plus a manifest (the full file path).
+
+Per subject: a connectivity structure `A_s = A_0 + strength · B_s / √V` (a shared mixing matrix plus a subject's own).
+Per session: a fresh draw `x = A_s z + noise`, with `z` an AR(1) latent whose correlation time is `correlation_time`
+seconds, so autocorrelation is realistic at any TR. Task scans add a block design (20 s on, 20 s off) convolved with a
+canonical double-gamma HRF, on a task map shared by all subjects. The phenotype `score` is a fixed linear read-out of
+`B_s` plus noise, so it is linked to each subject's connectivity (and predictable from FC).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .manifest import Manifest, ScanRecord, write_manifest
+
+
+def canonical_hrf(repetition_time: float, duration: float = 32.0) -> np.ndarray:
+    """SPM-style double-gamma HRF (peak ≈ 5 s, undershoot ≈ 15 s, ratio 1/6), sampled every TR, peak 1."""
+    from scipy.stats import gamma
+
+    t = np.arange(0.0, duration, repetition_time)
+    hrf = gamma.pdf(t, 6.0) - gamma.pdf(t, 16.0) / 6.0
+    return hrf / hrf.max()
+
+
+def block_design(frames: int, repetition_time: float, block_seconds: float = 20.0) -> np.ndarray:
+    """A boxcar of alternating rest/task blocks convolved with the HRF, scaled to unit peak."""
+    t = np.arange(frames) * repetition_time
+    boxcar = ((t // block_seconds) % 2 == 1).astype(np.float64)
+    response = np.convolve(boxcar, canonical_hrf(repetition_time))[:frames]
+    return response / max(response.max(), 1e-12)
+
+
+def ar1(generator: np.random.Generator, rows: int, frames: int, rho: float) -> np.ndarray:
+    """Unit-variance AR(1) series (rows, frames) with lag-1 correlation `rho`."""
+    noise = generator.standard_normal((rows, frames))
+    series = np.empty_like(noise)
+    series[:, 0] = noise[:, 0]
+    scale = np.sqrt(1.0 - rho**2)
+    for t in range(1, frames):
+        series[:, t] = rho * series[:, t - 1] + scale * noise[:, t]
+    return series
+
+
+def make_synthetic_cohort(
+    out_dir: str | os.PathLike,
+    subjects: int = 16,
+    sessions: int = 2,
+    rois: int = 32,
+    frames: int = 300,
+    repetition_time: float = 0.8,
+    task: bool = True,
+    phenotype: bool = True,
+    subject_strength: float = 0.8,
+    noise: float = 0.5,
+    correlation_time: float = 3.0,
+    task_amplitude: float = 1.0,
+    seed: int = 0,
+) -> Manifest:
+    """Write the cohort under `out_dir` (one TSV per scan, rows = timepoints) and `out_dir/manifest.tsv`."""
+    if subjects < 1 or sessions < 1 or rois < 2 or frames < 2:
+        raise ValueError("need subjects >= 1, sessions >= 1, rois >= 2 and frames >= 2")
+    out_dir = Path(out_dir)
+    generator = np.random.default_rng(seed)
+    shared = generator.standard_normal((rois, rois)) / np.sqrt(rois)
+    task_map = generator.standard_normal(rois)
+    readout = generator.standard_normal((rois, rois))
+    design = block_design(frames, repetition_time)
+    rho = float(np.exp(-repetition_time / correlation_time))
+    labels = [f"roi_{i:03d}" for i in range(rois)]
+    own = [generator.standard_normal((rois, rois)) for _ in range(subjects)]
+    raw_scores = np.array([float(np.sum(readout * b)) / rois for b in own])
+    scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() or 1.0) + 0.3 * generator.standard_normal(subjects)
+
+    records = []
+    for s in range(subjects):
+        subject = f"sub-{s + 1:03d}"
+        mixing = shared + subject_strength * own[s] / np.sqrt(rois)
+        for session_number in range(1, sessions + 1):
+            session = f"ses-{session_number}"
+            for modality, task_name in (("rest", "rest"), ("task", "blocks")) if task else (("rest", "rest"),):
+                signal = mixing @ ar1(generator, rois, frames, rho)
+                if modality == "task":
+                    signal = signal + task_amplitude * np.outer(task_map, design)
+                series = signal + noise * generator.standard_normal((rois, frames))
+                relative = Path(subject) / session / "func" / f"{subject}_{session}_task-{task_name}_timeseries.tsv"
+                path = out_dir / relative
+                path.parent.mkdir(parents=True, exist_ok=True)
+                lines = ["\t".join(labels)] + ["\t".join(f"{v:.5f}" for v in frame) for frame in series.T]
+                path.write_text("\n".join(lines) + "\n")
+                phenotypes = {"score": f"{scores[s]:.6f}"} if phenotype else {}
+                records.append(
+                    ScanRecord(
+                        subject,
+                        session,
+                        modality,
+                        task_name,
+                        relative.as_posix(),
+                        repetition_time,
+                        phenotypes,
+                        len(records),
+                    )
+                )
+    manifest = Manifest(records, ["score"] if phenotype else [], out_dir / "manifest.tsv")
+    write_manifest(manifest, out_dir / "manifest.tsv")
+    return manifest
