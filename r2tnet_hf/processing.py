@@ -245,6 +245,7 @@ class FmriProcessor(FeatureExtractionMixin):
                     series.source,
                     expected=f"repetition_time {repetition_time} s as passed",
                     found=f"{series.repetition_time} s in the file header",
+                    hint="correct the header or the manifest/sidecar RepetitionTime so they agree",
                 )
             series.repetition_time = float(repetition_time)
         return series

@@ -148,8 +148,9 @@ class PairSampler:
         mine = list(range(self.rank, usable, self.world_size))
         while self.batch < len(mine):
             number = mine[self.batch]
-            yield self.load_batch(plan[number], _seed(self.seed, epoch, number, 0xC20))
-            self.batch += 1
+            batch = self.load_batch(plan[number], _seed(self.seed, epoch, number, 0xC20))
+            self.batch += 1  # the state now points past the batch being handed out
+            yield batch
         self.set_epoch(epoch + 1)
 
     def load_batch(self, batch: list[tuple[str, int, int]], generator: np.random.Generator) -> dict:

@@ -116,5 +116,5 @@ def test_corrupt_gzip_and_cifti1_are_refused(tmp_path):
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(FmriInputError, match=r"nope\.tsv: expected an existing file, found no such file"):
         read_series(tmp_path / "nope.tsv")
-    with pytest.raises(FmriInputError, match="expected a file, found a directory"):
+    with pytest.raises(FmriInputError, match=r"expected a file, or a folder of frame_<t>\.pt files, found a directory"):
         read_series(tmp_path)
