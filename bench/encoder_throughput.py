@@ -12,31 +12,12 @@ is ≥ 0.5.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import interleaved_medians
 from torch.utils.flop_counter import FlopCounterMode
 
 from r2tnet_hf import RoiTransformerConfig, RoiTransformerModel
-
-
-def interleaved_medians(functions, device: str, repeats: int) -> list[float]:
-    """Median seconds per call of each function, timed in alternation (so drifts in clock or load hit all alike)."""
-    for function in functions:
-        for _ in range(2):
-            function()
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for index, function in enumerate(functions):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            function()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times[index].append(time.perf_counter() - start)
-    return [statistics.median(series) for series in times]
 
 
 def main() -> None:
@@ -86,7 +67,9 @@ def main() -> None:
         with torch.inference_mode():
             a @ b
 
-    model_seconds, matmul_seconds = interleaved_medians([forward, matmul], args.device, args.repeats)
+    model_seconds, matmul_seconds = interleaved_medians(
+        [forward, matmul], args.repeats, torch.cuda.synchronize if args.device == "cuda" else None
+    )
     matmul_flops = 2 * n**3
 
     model_rate = model_flops / model_seconds

@@ -225,6 +225,24 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_split(args: argparse.Namespace) -> int:
+    """Split a manifest's subjects into train/validation/test and save the lists."""
+    from .data.manifest import read_manifest
+    from .data.splits import save_splits, splits_from_manifest
+
+    fractions = tuple(args.fractions)
+    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        print(f"r2tnet split: error: --fractions must be >= 0 and sum to 1, got {args.fractions}", file=sys.stderr)
+        return 2
+    manifest = read_manifest(args.manifest)
+    splits = splits_from_manifest(manifest, args.group_column, fractions, args.seed)
+    save_splits(splits, args.out, seed=args.seed)
+    scans = {name: sum(r.subject in set(subjects) for r in manifest.records) for name, subjects in splits.items()}
+    counts = ", ".join(f"{name} {len(subjects)} subjects / {scans[name]} scans" for name, subjects in splits.items())
+    print(f"wrote {args.out}: {counts}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="r2tnet",
@@ -309,6 +327,29 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--no-phenotype", action="store_true", help="no phenotype column")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     synth.set_defaults(func=run_synth)
+
+    split = commands.add_parser(
+        "split",
+        help="split a manifest's subjects into train/validation/test (by subject or family), saved as JSON",
+        description=(
+            "Assign whole subjects (or whole groups, e.g. families, with --group-column) to train, validation and test, "
+            "deterministically from --seed, and save the lists as JSON. Scans are never split from their subject, and "
+            "overlapping splits are refused when saved or loaded."
+        ),
+    )
+    split.add_argument("manifest", help="manifest .tsv/.csv")
+    split.add_argument("--out", required=True, help="JSON file to write")
+    split.add_argument("--group-column", default=None, help="phenotype column that groups subjects, e.g. family_id")
+    split.add_argument(
+        "--fractions",
+        type=float,
+        nargs=3,
+        default=[0.7, 0.15, 0.15],
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="fractions of subjects (default: 0.7 0.15 0.15)",
+    )
+    split.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    split.set_defaults(func=run_split)
 
     demo = commands.add_parser(
         "demo",

@@ -22,7 +22,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .streaming import ShardFolder, _seed, _world, collate_fmri, sample_from_row
+from .streaming import ShardFolder, _seed, _world, collate_fmri, sample_from_row, window_processor
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +57,7 @@ class PairSampler:
         if subjects_per_batch < 2:
             raise ValueError("subjects_per_batch must be >= 2: the other subjects are the negatives")
         self.shards = folder if isinstance(folder, ShardFolder) else ShardFolder(folder)
-        from ..processing import FmriProcessor
-
-        self.processor = FmriProcessor(**{**self.shards.processor.to_dict(), "window_length": window_length})
+        self.processor = window_processor(self.shards, window_length)
         self.positives, self.subjects_per_batch, self.seed = positives, subjects_per_batch, seed
         default_rank, default_world = _world()
         self.rank = default_rank if rank is None else rank

@@ -34,6 +34,9 @@ from .manifest import Manifest, ScanRecord, read_manifest
 FORMAT = "r2tnet-shards/1"
 STATE_DIR = ".convert-state"
 SHARD_PATTERN = "shard-{:05d}.parquet"
+# Rows per Parquet row group are chosen so that a group holds about this many bytes of array data: a streamed batch
+# and a cached group for random access stay small whether a row is a 94-ROI series or a 96³ volume window.
+ROW_GROUP_BYTES = 32 << 20
 METADATA_COLUMNS = (
     "scan_index",
     "subject",
@@ -161,8 +164,14 @@ class ShardWriter:
 
         table = pa.Table.from_pylist(self.rows, schema=self.schema)
         name = SHARD_PATTERN.format(len(self.shards))
+        row_group_size = max(1, int(ROW_GROUP_BYTES * len(self.rows) // max(1, self.buffered)))
+        # The array column is stored plain and uncompressed (fMRI floats barely compress, and a dictionary page is
+        # wasted on unique values), so a memory-mapped read of it is a view rather than a decode.
+        small_columns = [column for column in self.schema.names if column != "data"]
         with atomic_path(self.out_dir / name) as temporary:
-            pq.write_table(table, temporary, row_group_size=64, compression="none")
+            pq.write_table(
+                table, temporary, row_group_size=row_group_size, compression="none", use_dictionary=small_columns
+            )
             digest = sha256_file(temporary)
         entry = {"file": name, "rows": len(self.rows), "sha256": digest, "bytes": (self.out_dir / name).stat().st_size}
         self.shards.append(entry)

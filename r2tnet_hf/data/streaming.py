@@ -35,8 +35,8 @@ def _seed(*parts: int) -> np.random.Generator:
 
 
 def decode_array(row: dict) -> np.ndarray:
-    """The row's array as a writable float32 numpy array, time last."""
-    return np.frombuffer(row["data"], dtype=row["dtype"]).reshape(row["shape"]).astype(np.float32)
+    """The row's array as float32, time last: a read-only view of the row's bytes when they are float32 already."""
+    return np.frombuffer(row["data"], dtype=row["dtype"]).reshape(row["shape"]).astype(np.float32, copy=False)
 
 
 class ShardFolder:
@@ -58,7 +58,7 @@ class ShardFolder:
         self.rows_per_shard = [shard["rows"] for shard in self.summary["shards"]]
         self.processor = FmriProcessor.from_pretrained(self.folder)
         self.phenotype_columns = list(self.summary.get("phenotypes", {}))
-        self._row_group = functools.lru_cache(maxsize=16)(self._read_row_group)
+        self._row_group = functools.lru_cache(maxsize=8)(self._read_row_group)
 
     def __len__(self) -> int:
         return sum(self.rows_per_shard)
@@ -101,7 +101,18 @@ class ShardFolder:
     def _read_row_group(self, shard: int, group: int):
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(self.files[shard]).read_row_group(group)
+        return pq.ParquetFile(self.files[shard], memory_map=True).read_row_group(group)
+
+
+def window_processor(shards: ShardFolder, window_length: int | None, crop: str = "random") -> FmriProcessor:
+    """The processor that cuts training windows from rows: the folder's, with normalisation off.
+
+    `r2tnet convert` z-scores every scan over its whole length before storing it (volume windows included), so the
+    rows are already normalised as inference normalises a scan; z-scoring a window again would train on statistics
+    that inference never sees, and costs most of the stream's time.
+    """
+    config = shards.processor.to_dict()
+    return FmriProcessor(**{**config, "window_length": window_length, "crop": crop, "normalization": "none"})
 
 
 def sample_from_row(
@@ -160,7 +171,8 @@ class FmriStream(torch.utils.data.IterableDataset):
 
     Args:
         folder: a folder written by `r2tnet convert`.
-        processor (`FmriProcessor`, *optional*): defaults to the folder's, with `window_length` and `crop` applied.
+        processor (`FmriProcessor`, *optional*): what turns a row into a sample; defaults to `window_processor` (the
+            folder's processor with `window_length` and `crop`, and no second normalisation).
         subjects (*optional*): keep only these subjects (e.g. one split); other rows are skipped, not yielded.
         window_length (`int`, *optional*): frames per sample; `None` yields whole rows.
         crop (`str`, defaults to `"random"`): where windows are cut (`random`, `start`, `center`).
@@ -185,8 +197,7 @@ class FmriStream(torch.utils.data.IterableDataset):
     ):
         super().__init__()
         self.shards = folder if isinstance(folder, ShardFolder) else ShardFolder(folder)
-        base = processor or self.shards.processor
-        self.processor = FmriProcessor(**{**base.to_dict(), "window_length": window_length, "crop": crop})
+        self.processor = processor or window_processor(self.shards, window_length, crop)
         self.subjects = None if subjects is None else frozenset(subjects)
         self.crop, self.shuffle_buffer, self.seed = crop, max(1, int(shuffle_buffer)), seed
         default_rank, default_world = _world()

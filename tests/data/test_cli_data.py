@@ -4,6 +4,9 @@ import sys
 
 import pytest
 
+from r2tnet_hf.cli import main
+from r2tnet_hf.data.splits import load_splits
+from r2tnet_hf.data.synthetic import make_synthetic_cohort
 from tests.data.test_manifest import make_bids
 
 
@@ -21,9 +24,29 @@ def test_synth_manifest_convert_from_the_command_line(tmp_path):
     assert "12 rows from 12 scans" in result.stdout
     result = r2tnet("convert", tmp_path / "cohort" / "manifest.tsv", "--out", tmp_path / "shards", "--quiet")
     assert "is up to date" in result.stdout
-    for command in ("manifest", "convert", "synth", "demo"):
-        help_text = r2tnet(command, "--help")
-        assert help_text.returncode == 0 and "usage: r2tnet " + command in help_text.stdout
+
+
+@pytest.mark.parametrize("command", ["manifest", "convert", "synth", "split", "demo"])
+def test_every_command_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: r2tnet {command}" in capsys.readouterr().out
+
+
+def test_split_command_saves_disjoint_subject_splits(tmp_path, capsys):
+    make_synthetic_cohort(tmp_path / "cohort", subjects=10, sessions=1, rois=4, frames=32, seed=0)
+    manifest = tmp_path / "cohort" / "manifest.tsv"
+    assert main(["split", str(manifest), "--out", str(tmp_path / "splits.json"), "--seed", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "train 7 subjects / 14 scans, validation 2 subjects / 4 scans, test 1 subjects / 2 scans" in out
+    splits = load_splits(tmp_path / "splits.json")
+    assert sorted(s for names in splits.values() for s in names) == [f"sub-{i:03d}" for i in range(1, 11)]
+    assert main(["split", str(manifest), "--out", str(tmp_path / "again.json"), "--seed", "5"]) == 0
+    assert load_splits(tmp_path / "again.json") == splits
+    assert main(["split", str(manifest), "--out", str(tmp_path / "x.json"), "--fractions", "0.9", "0.9", "0"]) == 2
+    assert "--fractions must be >= 0 and sum to 1" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_manifest_from_bids_on_the_command_line(tmp_path):
@@ -40,7 +63,8 @@ def test_manifest_from_bids_on_the_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["nan", "missing_tr", "corrupt_gzip", "cifti1"])
-def test_convert_bad_input_exits_2_with_one_line_and_no_shard(tmp_path, kind):
+def test_convert_bad_input_exits_2_with_one_line_and_no_shard(tmp_path, kind, capsys):
+    """In-process `main` (the exit status of a real process is checked by the tests above and in tests/test_cli.py)."""
     import gzip
 
     import nibabel as nib
@@ -69,13 +93,13 @@ def test_convert_bad_input_exits_2_with_one_line_and_no_shard(tmp_path, kind):
         f"subject\tsession\tmodality\ttask\tpath\trepetition_time\nG\t1\trest\trest\tgood.tsv\t1.0\n{row}\n"
     )
     out = tmp_path / "out"
-    result = r2tnet("convert", manifest, "--out", out, "--shard-size-mb", 0.00001, "--quiet")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in result.stderr
+    assert main(["convert", str(manifest), "--out", str(out), "--shard-size-mb", "0.00001", "--quiet"]) == 2
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in stderr
     assert not out.exists() or not list(out.rglob("*.parquet"))
-    skipped = r2tnet("convert", manifest, "--out", out, "--skip-bad", "--quiet")
-    assert skipped.returncode == 0 and f"skipped {bad.name}" in skipped.stderr
+    assert main(["convert", str(manifest), "--out", str(out), "--skip-bad", "--quiet"]) == 0
+    assert f"skipped {bad.name}" in capsys.readouterr().err
     assert json.loads((out / "manifest.json").read_text())["rows"] == 1
 
 
