@@ -174,6 +174,7 @@ class FmriStream(torch.utils.data.IterableDataset):
         processor (`FmriProcessor`, *optional*): what turns a row into a sample; defaults to `window_processor` (the
             folder's processor with `window_length` and `crop`, and no second normalisation).
         subjects (*optional*): keep only these subjects (e.g. one split); other rows are skipped, not yielded.
+        modalities (*optional*): keep only rows of these modalities (e.g. `["rest"]`).
         window_length (`int`, *optional*): frames per sample; `None` yields whole rows.
         crop (`str`, defaults to `"random"`): where windows are cut (`random`, `start`, `center`).
         shuffle_buffer (`int`, defaults to 64): rows per shuffled block.
@@ -191,6 +192,7 @@ class FmriStream(torch.utils.data.IterableDataset):
         window_length: int | None = None,
         crop: str = "random",
         shuffle_buffer: int = 64,
+        modalities=None,
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
@@ -199,6 +201,7 @@ class FmriStream(torch.utils.data.IterableDataset):
         self.shards = folder if isinstance(folder, ShardFolder) else ShardFolder(folder)
         self.processor = processor or window_processor(self.shards, window_length, crop)
         self.subjects = None if subjects is None else frozenset(subjects)
+        self.modalities = None if modalities is None else frozenset(modalities)
         self.crop, self.shuffle_buffer, self.seed = crop, max(1, int(shuffle_buffer)), seed
         default_rank, default_world = _world()
         self.rank = default_rank if rank is None else rank
@@ -229,9 +232,12 @@ class FmriStream(torch.utils.data.IterableDataset):
         dataset = load_dataset("parquet", data_files=self.epoch_files(epoch), streaming=True, split="train")
         if self.world_size > 1:
             dataset = split_dataset_by_node(dataset, rank=self.rank, world_size=self.world_size)
-        if self.subjects is not None:
-            subjects = self.subjects
-            dataset = dataset.filter(lambda row: row["subject"] in subjects)
+        if self.subjects is not None or self.modalities is not None:
+            subjects, modalities = self.subjects, self.modalities
+            dataset = dataset.filter(
+                lambda row: (subjects is None or row["subject"] in subjects)
+                and (modalities is None or row["modality"] in modalities)
+            )
         return dataset
 
     def __iter__(self):

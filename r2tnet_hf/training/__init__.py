@@ -1,5 +1,36 @@
-"""Training: losses now; the Accelerate loop, schedules and checkpointing arrive with the training issue."""
+"""Training: losses, the run config, the Accelerate loop (pretraining and fine-tuning) and checkpointing."""
 
+from .config import RunConfig, build_argument_parser, config_from_args, load_run_config
 from .losses import gather_with_grad, nt_xent_loss
 
-__all__ = ["gather_with_grad", "nt_xent_loss"]
+__all__ = [
+    "RunConfig",
+    "build_argument_parser",
+    "config_from_args",
+    "gather_with_grad",
+    "load_run_config",
+    "main",
+    "nt_xent_loss",
+]
+
+
+def main(task: str, argv: list[str] | None = None, description: str | None = None) -> int:
+    """Entry point of scripts/pretrain.py and scripts/finetune.py: flags → RunConfig → the loop.
+
+    Bad input (a missing shard folder, a bad key in the YAML, a scan the processor refuses) prints one line and returns
+    2, without a traceback.
+    """
+    import sys
+
+    from ..errors import FmriInputError
+
+    parser = build_argument_parser(description or f"r2tnet {task}")
+    try:
+        config = config_from_args(parser, argv)
+        from .loop import run
+
+        run(config, task)
+    except FmriInputError as error:
+        print(f"{task}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,555 @@
+"""The Accelerate training loop shared by pretraining and fine-tuning.
+
+One loop, two recipes:
+
+- `pretrain`: `R2TNetForContrastivePretraining` on `PairSampler` batches (rest⇄task positives by default), NT-Xent
+  with negatives gathered from every process, and optionally a supervised term on a phenotype (a linear head on the
+  signature, weight `supervised_weight`, as in the R2T-Net seed). Validation: Rank-1 identification of held-out
+  subjects against the FC baseline.
+- `finetune`: `R2TNetForPhenotypePrediction` (from `init_from`, backbone frozen for a linear probe unless
+  `freeze_backbone=False`) on `FmriStream` windows; validation picks the best model, and the test split is evaluated
+  once at the end with it (`test_results.json`).
+
+Mechanics: mixed precision and gradient accumulation through `Accelerator`, clipping, the cosine schedule with warm-up
+and hard restarts from transformers, TensorBoard through Accelerate's trackers plus `metrics.jsonl`, `save_state`
+checkpoints that resume the data stream where it stopped (a resumed CPU run ends bit-identical to an uninterrupted
+one), and OUTPUT/best/ chosen by the declared validation metric.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.pairs import PairSampler
+from ..data.splits import load_splits, make_splits, save_splits
+from ..data.streaming import FmriStream, ShardFolder, collate_fmri
+from ..errors import FmriInputError
+from ..utils import atomic_write_text
+from .checkpointing import load_checkpoint, resolve_checkpoint, save_best, save_checkpoint
+from .config import RunConfig
+from .validation import phenotype_targets, select_rows, validate_phenotype, validate_pretraining
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------------- set-up
+def make_accelerator(config: RunConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    return Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=f"{config.output_dir}/logs"),
+    )
+
+
+def resolve_splits(config: RunConfig, shards: ShardFolder, accelerator) -> dict[str, list[str]]:
+    """The run's subject splits: the given file, or made from the shards' subjects (and saved in the run folder)."""
+    output = Path(config.output_dir)
+    if config.splits:
+        splits = load_splits(config.splits)
+    else:
+        groups = None
+        if config.group_column:
+            if config.group_column not in shards.phenotype_columns:
+                raise FmriInputError.for_source(
+                    config.data, expected=f"a {config.group_column!r} column", found=f"{shards.phenotype_columns}"
+                )
+            groups = dict(zip(shards.metadata["subject"], map(str, shards.metadata[config.group_column])))
+        train = 1.0 - config.validation_fraction - config.test_fraction
+        splits = make_splits(
+            sorted(shards.subject_ids), groups, (train, config.validation_fraction, config.test_fraction), config.seed
+        )
+    unknown = sorted({s for names in splits.values() for s in names} - set(shards.subject_ids))
+    if unknown:
+        raise FmriInputError.for_source(
+            config.splits or config.data, expected="splits of the shards' subjects", found=f"unknown {unknown[:5]}"
+        )
+    if accelerator.is_main_process:
+        save_splits(splits, output / "splits.json", seed=config.seed)
+    return splits
+
+
+def build_backbone_config(config: RunConfig, processor):
+    from transformers import AutoConfig
+
+    overrides = dict(config.backbone_config)
+    if processor.input_type == "roi":
+        overrides.setdefault("num_rois", processor.num_rois)
+    else:
+        overrides.setdefault("image_size", list(processor.volume_shape[1:]))
+        overrides.setdefault("num_channels", processor.volume_shape[0])
+    return AutoConfig.for_model(config.backbone, **overrides)
+
+
+def build_model(config: RunConfig, processor, model_class, **head):
+    """A fresh model from the run config, or `model_class.from_pretrained(init_from)`; the processor must match."""
+    from ..models.r2tnet import R2TNetConfig
+
+    model_config = dict(config.model_config)
+    if config.temperature is not None:
+        model_config["temperature"] = config.temperature
+    if config.init_from:
+        from ..processing import FmriProcessor
+
+        source = Path(config.init_from)
+        if (source / "preprocessor_config.json").is_file():
+            trained = FmriProcessor.from_pretrained(source)
+            if trained.parcel_order_hash != processor.parcel_order_hash or trained.num_rois != processor.num_rois:
+                raise FmriInputError.for_source(
+                    config.data,
+                    expected=f"data in the model's parcellation ({trained.atlas}, {trained.num_rois} ROIs, order "
+                    f"{trained.parcel_order_hash})",
+                    found=f"{processor.atlas}, {processor.num_rois} ROIs, order {processor.parcel_order_hash}",
+                )
+        return model_class.from_pretrained(source, **head)
+    r2tnet_config = R2TNetConfig(backbone_config=build_backbone_config(config, processor), **model_config, **head)
+    return model_class(r2tnet_config)
+
+
+def make_optimizer(config: RunConfig, parameters):
+    from transformers import get_cosine_with_hard_restarts_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(
+        [p for p in parameters if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    if config.use_scheduler:
+        scheduler = get_cosine_with_hard_restarts_schedule_with_warmup(
+            optimizer, config.warmup_steps, config.max_steps, num_cycles=config.num_cycles
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return optimizer, scheduler
+
+
+class MetricsLog:
+    """`metrics.jsonl` on the main process, plus the Accelerate trackers (TensorBoard)."""
+
+    def __init__(self, accelerator, output_dir: Path):
+        self.accelerator, self.path = accelerator, output_dir / "metrics.jsonl"
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, forget what a killed run logged after its last checkpoint (it is about to be redone)."""
+        if self.accelerator.is_main_process and self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines() if json.loads(line).get("step", 0) <= step]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+
+    def log(self, values: dict, step: int) -> None:
+        numeric = {k: v for k, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        self.accelerator.log(numeric, step=step)
+        if self.accelerator.is_main_process:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"step": step, **values}) + "\n")
+
+
+class BestTracker:
+    def __init__(self, metric: str, greater_is_better: bool):
+        self.metric, self.greater = metric, greater_is_better
+        self.value: float | None = None
+        self.step: int | None = None
+
+    def improves(self, metrics: dict) -> bool:
+        value = metrics.get(self.metric)
+        if value is None or not math.isfinite(value):
+            return False
+        if self.value is None:
+            return True
+        return value > self.value if self.greater else value < self.value
+
+    def state(self) -> dict:
+        return {"value": self.value, "step": self.step}
+
+    def load(self, state: dict) -> None:
+        self.value, self.step = state["value"], state["step"]
+
+
+def _save_run_record(config: RunConfig, task: str, accelerator, extra: dict) -> None:
+    output = Path(config.output_dir)
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        config.save(
+            output / "run_config.yaml",
+            extra={"task": task, "model_type": "r2tnet", "num_processes": accelerator.num_processes, **extra},
+        )
+
+
+def _check_output_dir(config: RunConfig, accelerator) -> None:
+    """Refuse to mix a new run into an old run's folder (resuming is explicit)."""
+    output = Path(config.output_dir)
+    if config.resume_from_checkpoint is None and (output / "checkpoints").is_dir() and any(
+        (output / "checkpoints").iterdir()
+    ):
+        raise FmriInputError.for_source(
+            output,
+            expected="an empty or new run folder (or --resume_from_checkpoint latest)",
+            found="checkpoints of an earlier run",
+        )
+    accelerator.wait_for_everyone()
+
+
+# ------------------------------------------------------------------------------------------------------- the loop
+def _to_device(batch: dict, device, keys) -> dict:
+    return {key: batch[key].to(device) for key in keys if key in batch}
+
+
+def _train(
+    config: RunConfig,
+    task: str,
+    accelerator,
+    model,
+    processor,
+    optimizer,
+    scheduler,
+    batches,
+    data_state,
+    compute_loss,
+    validate,
+    best: BestTracker,
+    extra_modules=(),
+) -> dict:
+    """Run optimizer steps until `max_steps`: log, validate, checkpoint, keep the best. Returns the last metrics."""
+    from tqdm.auto import tqdm
+
+    output = Path(config.output_dir)
+    metrics_log = MetricsLog(accelerator, output)
+    step = 0
+    if config.resume_from_checkpoint:
+        path = resolve_checkpoint(output, config.resume_from_checkpoint)
+        state = load_checkpoint(accelerator, path)
+        step = state["step"]
+        data_state.load(state["data"])
+        best.load(state["best"])
+        running, count = state.get("running", (0.0, 0))
+        with warnings.catch_warnings():  # replaying the schedule, which is a pure function of the step
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(step):
+                scheduler.step()
+        metrics_log.truncate_after(step)
+        if accelerator.is_main_process:
+            logger.info(f"resumed from {path} at step {step}")
+    progress = tqdm(
+        total=config.max_steps,
+        initial=step,
+        desc=task,
+        disable=not (accelerator.is_main_process and config.progress),
+        dynamic_ncols=True,
+    )
+    last_metrics: dict = {}
+    if not config.resume_from_checkpoint:
+        running, count = 0.0, 0
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad] + [
+        p for module in extra_modules for p in module.parameters()
+    ]
+    iterator = iter(batches())
+    while step < config.max_steps:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            iterator = iter(batches())
+            continue
+        with accelerator.accumulate(model, *extra_modules):
+            loss = compute_loss(batch)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.max_grad_norm:
+                accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        running += float(loss.detach())
+        count += 1
+        if not accelerator.sync_gradients:
+            continue
+        scheduler.step()
+        step += 1
+        progress.update(1)
+        if step % config.logging_steps == 0 or step == config.max_steps:
+            mean_loss = float(accelerator.reduce(torch.tensor(running / count, device=accelerator.device), "mean"))
+            metrics_log.log({"loss": mean_loss, "learning_rate": scheduler.get_last_lr()[0]}, step)
+            progress.set_postfix(loss=f"{mean_loss:.4f}")
+            running, count = 0.0, 0
+        if step % config.eval_steps == 0 or step == config.max_steps:
+            last_metrics = validate(accelerator.unwrap_model(model))
+            metrics_log.log(last_metrics, step)
+            if best.improves(last_metrics):
+                best.value, best.step = float(last_metrics[best.metric]), step
+                if accelerator.is_main_process:
+                    save_best(
+                        accelerator.unwrap_model(model),
+                        processor,
+                        output,
+                        {
+                            "metric": best.metric,
+                            "greater_is_better": best.greater,
+                            "value": best.value,
+                            "step": step,
+                            "split": "validation",
+                            "metrics": last_metrics,
+                        },
+                    )
+            accelerator.wait_for_everyone()
+        if step % config.save_steps == 0 or step == config.max_steps:
+            save_checkpoint(
+                accelerator,
+                output,
+                step,
+                {"step": step, "data": data_state.state(), "best": best.state(), "running": [running, count]},
+                config.save_total_limit,
+            )
+    progress.close()
+    accelerator.end_training()
+    return last_metrics
+
+
+class _State:
+    """Adapter: the data source's resumable state as JSON."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def state(self) -> dict:
+        return self.source.state_dict()
+
+    def load(self, state: dict) -> None:
+        self.source.load_state_dict(state)
+
+
+# ------------------------------------------------------------------------------------------------------ recipes
+def pretrain(config: RunConfig) -> dict:
+    """Contrastive pretraining of R2T-Net on a shard folder. Returns the last validation metrics."""
+    from accelerate.utils import set_seed
+
+    from ..models.r2tnet import R2TNetForContrastivePretraining
+
+    accelerator = make_accelerator(config)
+    _check_output_dir(config, accelerator)
+    set_seed(config.seed)
+    shards = ShardFolder(config.data)
+    splits = resolve_splits(config, shards, accelerator)
+    model = build_model(config, shards.processor, R2TNetForContrastivePretraining)
+    if config.gradient_checkpointing:
+        model.activation_checkpointing_enable()
+    head = None
+    if config.supervised_weight > 0:
+        if len(config.target) != 1 or config.target[0] not in shards.phenotype_columns:
+            raise FmriInputError.for_source(
+                config.data,
+                expected="target: one numeric phenotype column for the supervised term",
+                found=f"target {config.target}, columns {shards.phenotype_columns}",
+            )
+        head = torch.nn.Linear(model.config.signature_dim, 1)
+    modules = [model] + ([head] if head is not None else [])
+    optimizer, scheduler = make_optimizer(config, [p for m in modules for p in m.parameters()])
+    prepared = accelerator.prepare(*modules, optimizer)
+    model, optimizer = prepared[0], prepared[-1]
+    head = prepared[1] if head is not None else None
+    sampler = PairSampler(
+        shards,
+        positives=config.positives,
+        subjects_per_batch=config.subjects_per_batch,
+        subjects=splits["train"],
+        window_length=config.window_length,
+        seed=config.seed,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+    )
+    if len(sampler) == 0:
+        raise FmriInputError.for_source(
+            config.data,
+            expected=f"training subjects with {config.positives} pairs, at least {config.subjects_per_batch}",
+            found=f"{len(sampler.candidates)} subjects with pairs in the training split",
+        )
+    metric, greater = config.metric_and_direction("pretrain")
+    _save_run_record(config, "pretrain", accelerator, {"backbone_model_type": config.backbone})
+    device = accelerator.device
+    inputs = (
+        "fmri_values",
+        "attention_mask",
+        "repetition_time",
+        "paired_fmri_values",
+        "paired_attention_mask",
+        "paired_repetition_time",
+        "subject_ids",
+    )
+    target_column = config.target[0] if head is not None else None
+
+    def compute_loss(batch):
+        output = model(**_to_device(batch, device, inputs), return_dict=True)
+        if head is None:
+            return output.loss
+        targets = torch.tensor(
+            np.asarray(batch[target_column + "_values"], dtype=np.float32), device=device
+        ).repeat(2)
+        prediction = head(output.signature * math.sqrt(output.signature.shape[1]))  # both views, first view first
+        observed = torch.isfinite(targets)
+        supervised = torch.nn.functional.mse_loss(prediction[observed, 0], targets[observed]) if observed.any() else 0
+        return output.loss + config.supervised_weight * supervised
+
+    pairing = "modality" if config.positives == "cross_modality" else "session"
+
+    def validate(unwrapped):
+        return validate_pretraining(
+            unwrapped.r2tnet, shards, splits["validation"], pairing, unwrapped.config.temperature, device
+        )
+
+    if accelerator.is_main_process:
+        accelerator.init_trackers("tensorboard", config=_tracker_config(config))
+    return _train(
+        config,
+        "pretrain",
+        accelerator,
+        model,
+        shards.processor,
+        optimizer,
+        scheduler,
+        lambda: _with_targets(sampler, shards, target_column),
+        _State(sampler),
+        compute_loss,
+        validate,
+        BestTracker(metric, greater),
+        extra_modules=[head] if head is not None else [],
+    )
+
+
+def _with_targets(sampler: PairSampler, shards: ShardFolder, column: str | None):
+    """Pair batches, with the supervised target of each pair's subject attached when a column is asked for."""
+    values = None
+    if column is not None:
+        meta = shards.metadata
+        values = dict(zip(meta["subject"], np.asarray(meta[column], dtype=np.float64)))
+    for batch in sampler:
+        if values is not None:
+            batch[column + "_values"] = [values[s] for s in batch["subject"]]
+        yield batch
+
+
+def _tracker_config(config: RunConfig) -> dict:
+    return {k: (json.dumps(v) if isinstance(v, (dict, list)) or v is None else v) for k, v in config.to_dict().items()}
+
+
+def finetune(config: RunConfig) -> dict:
+    """Fit a phenotype head (linear probe or full fine-tune); returns the test metrics."""
+    from accelerate.utils import set_seed
+
+    from ..models.r2tnet import R2TNetForPhenotypePrediction
+
+    if not config.target:
+        raise FmriInputError.for_source(config.data, expected="target: a phenotype column", found="none")
+    if config.problem_type == "multi_label_classification":
+        raise FmriInputError.for_source(
+            config.data, expected="regression or single_label_classification", found="multi_label_classification"
+        )
+    accelerator = make_accelerator(config)
+    _check_output_dir(config, accelerator)
+    set_seed(config.seed)
+    shards = ShardFolder(config.data)
+    missing = [t for t in config.target if t not in shards.phenotype_columns]
+    if missing:
+        raise FmriInputError.for_source(
+            config.data, expected=f"phenotype columns {missing}", found=f"columns {shards.phenotype_columns}"
+        )
+    splits = resolve_splits(config, shards, accelerator)
+    label2id = None
+    head: dict = {"problem_type": config.problem_type}
+    if config.problem_type == "regression":
+        head["num_labels"] = len(config.target)
+    else:
+        train_rows = select_rows(shards, splits["train"], config.modality)
+        labels = sorted({str(v) for v in shards.metadata[config.target[0]][train_rows] if v is not None})
+        label2id = {label: index for index, label in enumerate(labels)}
+        head.update(num_labels=len(labels), label2id=label2id, id2label={i: lab for lab, i in label2id.items()})
+    model = build_model(config, shards.processor, R2TNetForPhenotypePrediction, **head)
+    if config.freeze_backbone:
+        model.r2tnet.requires_grad_(False)
+    if config.gradient_checkpointing:
+        model.activation_checkpointing_enable()
+    optimizer, scheduler = make_optimizer(config, model.parameters())
+    model, optimizer = accelerator.prepare(model, optimizer)
+    modalities = None if config.modality == "all" else [config.modality]
+    stream = FmriStream(
+        shards,
+        subjects=splits["train"],
+        modalities=modalities,
+        window_length=config.window_length,
+        seed=config.seed,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+    )
+    loader = torch.utils.data.DataLoader(stream, batch_size=config.batch_size, collate_fn=collate_fmri)
+    metric, greater = config.metric_and_direction("finetune")
+    _save_run_record(
+        config, "finetune", accelerator, {"backbone_model_type": model.config.backbone_config.model_type}
+    )
+    device = accelerator.device
+
+    def labels_of(batch):
+        if label2id is None:
+            values = np.stack([np.asarray(batch[t], dtype=np.float64) for t in config.target], axis=1)
+            return torch.tensor(values, dtype=torch.float32, device=device)
+        return torch.tensor([label2id.get(str(v), -100) for v in batch[config.target[0]]], device=device)
+
+    def compute_loss(batch):
+        inputs = _to_device(batch, device, ("fmri_values", "attention_mask", "repetition_time"))
+        return model(**inputs, labels=labels_of(batch), return_dict=True).loss
+
+    def validate(unwrapped):
+        metrics, *_ = validate_phenotype(
+            unwrapped, shards, splits["validation"], config.target, config.problem_type, label2id, config.modality, device
+        )
+        return metrics
+
+    if accelerator.is_main_process:
+        accelerator.init_trackers("tensorboard", config=_tracker_config(config))
+    _train(
+        config,
+        "finetune",
+        accelerator,
+        model,
+        shards.processor,
+        optimizer,
+        scheduler,
+        lambda: loader,
+        _State(stream),
+        compute_loss,
+        validate,
+        BestTracker(metric, greater),
+    )
+    return evaluate_test(config, shards, splits, label2id, device, accelerator)
+
+
+def evaluate_test(config, shards, splits, label2id, device, accelerator) -> dict:
+    """The test split, once, with OUTPUT/best/; beside it the ridge-on-FC baseline for ROI regression."""
+    from ..models.r2tnet import R2TNetForPhenotypePrediction
+
+    output = Path(config.output_dir)
+    best_dir = output / "best"
+    if not (best_dir / "model.safetensors").is_file():
+        raise FmriInputError.for_source(best_dir, expected="a best model", found="no validation metric was finite")
+    model = R2TNetForPhenotypePrediction.from_pretrained(best_dir).to(device)
+    metrics, *_ = validate_phenotype(
+        model, shards, splits["test"], config.target, config.problem_type, label2id, config.modality, device, "test"
+    )
+    results = {"metrics": metrics, "best": json.loads((best_dir / "eval_results.json").read_text())}
+    if config.problem_type == "regression" and shards.processor.input_type == "roi":
+        from ..evaluation.baselines import ridge_fc_baseline
+
+        rows = {name: select_rows(shards, splits[name], config.modality) for name in ("train", "validation", "test")}
+        targets = {name: phenotype_targets(shards, r, config.target, None) for name, r in rows.items()}
+        results["fc_baseline"] = ridge_fc_baseline(shards, rows, targets)
+    if accelerator.is_main_process:
+        atomic_write_text(output / "test_results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def run(config: RunConfig, task: str) -> dict:
+    os.makedirs(config.output_dir, exist_ok=True)
+    return pretrain(config) if task == "pretrain" else finetune(config)

@@ -1,0 +1,131 @@
+"""Validation and test passes of the training loop: signatures of held-out subjects, fingerprinting against the FC
+baseline, and phenotype metrics. Every row of the chosen subjects is used; rows that cannot be paired are counted in
+the results, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from ..data.streaming import ShardFolder, collate_fmri, decode_array, sample_from_row, window_processor
+from ..evaluation.fingerprinting import functional_connectivity, identification_accuracy
+from .losses import nt_xent_loss
+from .metrics import phenotype_metrics
+
+
+def select_rows(shards: ShardFolder, subjects, modality: str = "all") -> list[int]:
+    meta = shards.metadata
+    keep = np.isin(meta["subject"], list(subjects))
+    if modality != "all":
+        keep &= meta["modality"] == modality
+    return np.flatnonzero(keep).tolist()
+
+
+@torch.no_grad()
+def encode_rows(model, shards: ShardFolder, rows: list[int], device, batch_size: int = 8, output: str = "signature"):
+    """Whole rows through the processor (no window, no second normalisation) and the model; returns numpy."""
+    processor = window_processor(shards, window_length=None)
+    generator = np.random.default_rng(0)
+    results = []
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(rows), batch_size):
+        samples = [
+            sample_from_row(shards.read_row(i), processor, generator, "start", shards.subject_ids, [])
+            for i in rows[start : start + batch_size]
+        ]
+        batch = collate_fmri(samples)
+        out = model(
+            fmri_values=batch["fmri_values"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+            repetition_time=batch["repetition_time"].to(device),
+        )
+        results.append(getattr(out, output).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
+
+
+def _side_means(features: np.ndarray, rows: list[int], side_of, subjects_of) -> dict[tuple[str, str], np.ndarray]:
+    groups = defaultdict(list)
+    for feature, row in zip(features, rows):
+        side = side_of(row)
+        if side is not None:
+            groups[(subjects_of[row], side)].append(feature)
+    return {key: np.mean(values, axis=0) for key, values in groups.items()}
+
+
+def fingerprint_pairing(shards: ShardFolder, rows: list[int], pairing: str):
+    """Per row, its side ("a"/"b") for identification: rest/task for `modality`, first/second session otherwise."""
+    meta = shards.metadata
+    if pairing == "modality":
+        sides = {"rest": "a", "task": "b"}
+        return lambda row: sides.get(meta["modality"][row])
+    sessions = defaultdict(set)
+    for row in rows:
+        sessions[meta["subject"][row]].add(meta["session"][row])
+    order = {subject: sorted(found) for subject, found in sessions.items()}
+
+    def side(row):
+        found = order[meta["subject"][row]]
+        if len(found) < 2:
+            return None
+        session = meta["session"][row]
+        return "a" if session == found[0] else ("b" if session == found[1] else None)
+
+    return side
+
+
+def identification_metrics(features_a: np.ndarray, features_b: np.ndarray) -> dict[str, float]:
+    a2b = identification_accuracy(features_a, features_b)
+    b2a = identification_accuracy(features_b, features_a)
+    return {"rank1_a2b": a2b, "rank1_b2a": b2a, "rank1": (a2b + b2a) / 2}
+
+
+def validate_pretraining(model, shards: ShardFolder, subjects, pairing: str, temperature: float, device) -> dict:
+    """Rank-1 identification of held-out subjects from signatures and from FC, and the NT-Xent loss of their pairs."""
+    rows = select_rows(shards, subjects)
+    meta = shards.metadata
+    side_of = fingerprint_pairing(shards, rows, pairing)
+    signatures = encode_rows(model, shards, rows, device)
+    by_side = _side_means(signatures, rows, side_of, meta["subject"])
+    paired = sorted(s for s in set(subjects) if (s, "a") in by_side and (s, "b") in by_side)
+    metrics = {"val_subjects": len(set(subjects)), "val_subjects_paired": len(paired)}
+    if len(paired) < 2:
+        return metrics
+    a = np.stack([by_side[(s, "a")] for s in paired])
+    b = np.stack([by_side[(s, "b")] for s in paired])
+    for key, value in identification_metrics(a, b).items():
+        metrics[f"val_fingerprint_{key}"] = value
+    ids = torch.arange(len(paired)).repeat(2)
+    metrics["val_loss"] = float(
+        nt_xent_loss(torch.from_numpy(np.concatenate([a, b])), ids, temperature=temperature, gather=False)
+    )
+    if shards.processor.input_type == "roi":
+        fc = np.stack([functional_connectivity(decode_array(shards.read_row(row))) for row in rows])
+        fc_by_side = _side_means(fc, rows, side_of, meta["subject"])
+        fa = np.stack([fc_by_side[(s, "a")] for s in paired])
+        fb = np.stack([fc_by_side[(s, "b")] for s in paired])
+        for key, value in identification_metrics(fa, fb).items():
+            metrics[f"val_fc_{key}"] = value
+    return metrics
+
+
+def phenotype_targets(shards: ShardFolder, rows: list[int], targets: list[str], label2id: dict | None):
+    """Targets of rows: floats (NaN where missing) for regression, class ids (-100 where missing) otherwise."""
+    meta = shards.metadata
+    if label2id is None:
+        return np.stack([np.asarray(meta[t][rows], dtype=np.float64) for t in targets], axis=1)
+    values = meta[targets[0]][rows]
+    return np.asarray([label2id.get(str(v), -100) if v is not None else -100 for v in values], dtype=np.int64)
+
+
+def validate_phenotype(model, shards, subjects, targets, problem_type, label2id, modality, device, prefix="val"):
+    rows = select_rows(shards, subjects, modality)
+    logits = encode_rows(model, shards, rows, device, output="logits")
+    references = phenotype_targets(shards, rows, targets, label2id)
+    metrics = phenotype_metrics(problem_type, logits, references, prefix=prefix)
+    metrics[f"{prefix}_rows"] = len(rows)
+    return metrics, logits, references, rows
