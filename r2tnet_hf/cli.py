@@ -1,7 +1,7 @@
 """The `r2tnet` command.
 
-Subcommands present now: `manifest`, `convert`, `synth` and `demo`. `fingerprint`, `predict`, `signatures` and
-`publish` arrive with the training and Hub work; they are not registered until they do something real.
+Subcommands present now: `manifest`, `convert`, `synth`, `split`, `fingerprint` and `demo`. `predict`, `signatures`
+and `publish` arrive with the training and Hub work; they are not registered until they do something real.
 
 Bad input (`FmriInputError`) ends the command with one line on stderr and exit status 2, never a traceback, and
 never a half-written output folder.
@@ -225,6 +225,30 @@ def run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_fingerprint(args: argparse.Namespace) -> int:
+    """Identification from a saved R2T-Net's signatures vs the FC baseline on a manifest's scans."""
+    from transformers.utils import logging as transformers_logging
+
+    from .evaluation.fingerprint_scans import format_report, run_fingerprint_evaluation
+
+    if args.batch_size < 1:
+        print(f"r2tnet fingerprint: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
+        return 2
+    transformers_logging.disable_progress_bar()
+    output = Path(args.output)
+    staging = _prepare_output_dir(output, "fingerprint.json")
+    try:
+        report = run_fingerprint_evaluation(
+            args.model, args.manifest, staging, args.pairing, args.batch_size, progress=not args.quiet
+        )
+        _commit_output_dir(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(format_report(report))
+    print(f"wrote {output}/ (fingerprint.json, similarity.png, similarity_fc.png)")
+    return 0
+
+
 def run_split(args: argparse.Namespace) -> int:
     """Split a manifest's subjects into train/validation/test and save the lists."""
     from .data.manifest import read_manifest
@@ -350,6 +374,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     split.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     split.set_defaults(func=run_split)
+
+    fingerprint = commands.add_parser(
+        "fingerprint",
+        help="identification (Rank-1, mAP, ICC) from a saved R2T-Net vs the FC baseline on a manifest's scans",
+        description=(
+            "Load an R2T-Net and its processor from --model (a save_pretrained folder), pair each subject's scans "
+            "across sessions (the first two sessions, rest scans if the manifest has any) or modalities (rest vs "
+            "task), and encode whole scans: a scan longer than the processor's window_length is cut into "
+            "consecutive windows whose signatures are averaged (weighted by real frames) and L2-normalised again. "
+            "The Finn et al. (2015) baseline (Fisher-z Pearson FC, best-correlation matching) is computed on the "
+            "same scans. Prints Rank-1 in both directions, mAP and test-retest ICC(3,1) for both, and writes "
+            "OUTPUT/fingerprint.json, similarity.png (model) and similarity_fc.png. Subjects with scans on one "
+            "side only are listed and left out. A bad scan stops the command (exit 2) with a line naming the file, "
+            "and nothing is written. Replaces OUTPUT if a previous fingerprint run wrote it."
+        ),
+    )
+    fingerprint.add_argument(
+        "--model", required=True, help="folder with config.json, weights and preprocessor_config.json"
+    )
+    fingerprint.add_argument("--manifest", required=True, help="manifest .tsv/.csv of the scans to identify")
+    fingerprint.add_argument("--output", default="fingerprint", help="output folder (default: %(default)s)")
+    fingerprint.add_argument(
+        "--pairing",
+        choices=["session", "modality"],
+        default="session",
+        help="session: first vs second session; modality: rest vs task (default: %(default)s)",
+    )
+    fingerprint.add_argument(
+        "--batch-size", type=int, default=8, help="windows encoded per forward pass (default: %(default)s)"
+    )
+    fingerprint.add_argument("--quiet", action="store_true", help="no progress bars")
+    fingerprint.set_defaults(func=run_fingerprint)
 
     demo = commands.add_parser(
         "demo",

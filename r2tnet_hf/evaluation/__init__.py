@@ -1,5 +1,65 @@
-"""Evaluation: identification (fingerprinting) now; metric modules arrive with the training issue."""
+"""Evaluation: identification (fingerprinting), test-retest ICC, the FC baseline, and local `evaluate` metrics.
 
-from .fingerprinting import functional_connectivity, identification_accuracy
+The metric modules live in `r2tnet_hf/evaluation/metrics/<name>/<name>.py` (package data) and load by path, so they
+work offline (`HF_HUB_OFFLINE=1`): `load_metric("mae").compute(predictions=..., references=...)`.
+"""
 
-__all__ = ["functional_connectivity", "identification_accuracy"]
+from __future__ import annotations
+
+from pathlib import Path
+
+from .fingerprinting import (
+    fc_features,
+    fingerprint_report,
+    functional_connectivity,
+    icc,
+    identification,
+    identification_accuracy,
+    plot_similarity,
+    similarity_matrix,
+)
+
+METRICS_DIR = Path(__file__).resolve().parent / "metrics"
+METRIC_NAMES = ("pearson_r", "mse", "mae", "balanced_accuracy", "auroc", "fingerprint")
+
+
+def metric_path(name: str) -> Path:
+    """The folder of a shipped metric module; `name` may carry the `val_`/`test_` prefix used in configs."""
+    for prefix in ("val_", "test_", "eval_"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    if name not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {name!r}; the shipped metrics are {', '.join(METRIC_NAMES)}")
+    return METRICS_DIR / name
+
+
+def load_metric(name: str, **kwargs):
+    """`evaluate.load` of a metric shipped in the package, by path (no Hub access).
+
+    Args:
+        name (`str`): one of `pearson_r`, `mse`, `mae`, `balanced_accuracy`, `auroc`, `fingerprint` (a `val_` or
+            `test_` prefix is ignored, so a preset's or config's `metric` can be passed as is).
+        kwargs: passed to `evaluate.load` (e.g. `experiment_id`, `keep_in_memory`).
+
+    Returns:
+        `evaluate.EvaluationModule`; `.compute(...)` returns `{name: value}` (for `fingerprint`, the Rank-1 and mAP
+        keys).
+    """
+    import evaluate
+
+    return evaluate.load(str(metric_path(name)), **kwargs)
+
+
+__all__ = [
+    "METRIC_NAMES",
+    "fc_features",
+    "fingerprint_report",
+    "functional_connectivity",
+    "icc",
+    "identification",
+    "identification_accuracy",
+    "load_metric",
+    "metric_path",
+    "plot_similarity",
+    "similarity_matrix",
+]

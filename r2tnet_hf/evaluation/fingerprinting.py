@@ -1,13 +1,24 @@
 """Identification ("fingerprinting"): find each subject's other session among all subjects' sessions.
 
-`functional_connectivity` is the Finn et al. (2015) feature: the upper triangle of the Pearson correlation matrix
-between ROI time series, Fisher z-transformed. `identification_accuracy` matches every query to the database entry
-it correlates with most and counts the hits (Rank-1).
+- `functional_connectivity` / `fc_features`: the Finn et al. (2015) feature, the upper triangle of the Pearson
+  correlation matrix between ROI time series, Fisher z-transformed.
+- `similarity_matrix`: Pearson correlation between every row of one side and every row of the other.
+- `identification_accuracy`: Rank-1 when row i of each side is subject i (kept for existing callers).
+- `identification`: Rank-1 in both directions and mean average precision, with subject labels per row (a subject may
+  have several rows; rows of subjects missing from the other side are reported, not scored).
+- `icc`: test-retest ICC(3,1) of every feature dimension.
+- `fingerprint_report`: model and FC baseline side by side; `plot_similarity`: the similarity matrix as a PNG.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+
 import numpy as np
+
+from ..errors import FmriInputError
+from ..utils import atomic_path
 
 
 def functional_connectivity(series: np.ndarray) -> np.ndarray:
@@ -15,6 +26,43 @@ def functional_connectivity(series: np.ndarray) -> np.ndarray:
     correlation = np.corrcoef(np.asarray(series, dtype=np.float64))
     upper = correlation[np.triu_indices_from(correlation, k=1)]
     return np.arctanh(np.clip(upper, -0.999999, 0.999999))
+
+
+def fc_features(series_list: Sequence) -> np.ndarray:
+    """The FC baseline features of several scans: `(num_scans, V(V-1)/2)`.
+
+    Each item is a `(V, T)` array or anything with a `.data` `(V, T)` array (an `FmriSeries`). All scans must have
+    the same V. Flat ROIs (zero variance) give NaN correlations, which are set to 0.
+    """
+    rows = []
+    for item in series_list:
+        data = np.asarray(getattr(item, "data", item), dtype=np.float64)
+        if data.ndim != 2:
+            raise FmriInputError.for_source(
+                getattr(item, "source", None), expected="a 2-D (V, T) ROI series for FC", found=f"shape {data.shape}"
+            )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows.append(np.nan_to_num(functional_connectivity(data), nan=0.0))
+    sizes = {len(row) for row in rows}
+    if len(sizes) > 1:
+        raise FmriInputError.for_source(None, expected="scans with the same number of ROIs", found=f"{sorted(sizes)}")
+    return np.stack(rows)
+
+
+def _standardise(rows: np.ndarray) -> np.ndarray:
+    rows = rows - rows.mean(axis=1, keepdims=True)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(min=1e-12)
+
+
+def similarity_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation between each row of `a` `(n, F)` and each row of `b` `(m, F)`: `(n, m)`.
+
+    For L2-normalised, centred vectors this is the cosine similarity.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"need two (rows, features) matrices with the same features, got {a.shape} and {b.shape}")
+    return _standardise(a) @ _standardise(b).T
 
 
 def identification_accuracy(queries: np.ndarray, database: np.ndarray) -> float:
@@ -28,10 +76,233 @@ def identification_accuracy(queries: np.ndarray, database: np.ndarray) -> float:
         raise ValueError(
             f"queries and database must both be (subjects, features), got {queries.shape}, {database.shape}"
         )
-
-    def standardise(rows):
-        rows = rows - rows.mean(axis=1, keepdims=True)
-        return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(min=1e-12)
-
-    similarity = standardise(queries) @ standardise(database).T
+    similarity = similarity_matrix(queries, database)
     return float(np.mean(similarity.argmax(axis=1) == np.arange(len(queries))))
+
+
+def _one_direction(similarity: np.ndarray, query_subjects: np.ndarray, database_subjects: np.ndarray) -> dict:
+    """Rank-1 and mAP of the rows of `similarity` (queries) against its columns (database)."""
+    present = set(database_subjects.tolist())
+    scored = np.array([subject in present for subject in query_subjects.tolist()], dtype=bool)
+    hits, precisions = [], []
+    for row in np.flatnonzero(scored):
+        order = np.argsort(-similarity[row], kind="stable")  # ties: earlier database row first
+        relevant = database_subjects[order] == query_subjects[row]
+        hits.append(bool(relevant[0]))
+        ranks = np.flatnonzero(relevant) + 1  # 1-based ranks of the relevant rows
+        precisions.append(float(np.mean(np.arange(1, len(ranks) + 1) / ranks)))  # average precision
+    return {
+        "rank1": float(np.mean(hits)) if hits else float("nan"),
+        "map": float(np.mean(precisions)) if precisions else float("nan"),
+        "queries": int(scored.sum()),
+        "unmatched": sorted({str(s) for s in query_subjects[~scored].tolist()}),
+    }
+
+
+def identification(
+    queries: np.ndarray,
+    database: np.ndarray,
+    query_subjects: Sequence,
+    database_subjects: Sequence,
+) -> dict:
+    """Identification between two sides (sessions, or rest vs task), in both directions.
+
+    Args:
+        queries (`np.ndarray` of shape `(n, F)`): features of side A, one row per scan.
+        database (`np.ndarray` of shape `(m, F)`): features of side B.
+        query_subjects (`Sequence` of length n): the subject of each row of `queries`.
+        database_subjects (`Sequence` of length m): the subject of each row of `database`.
+
+    Similarity is the Pearson correlation between rows (`similarity_matrix`). A → B: every row of A whose subject
+    has a row in B is a query; it scores a Rank-1 hit when its most similar B row is its own subject's (ties go to
+    the earlier row), and its average precision ranks every B row by similarity with the B rows of its own subject
+    as the relevant ones. B → A is the same with the sides swapped. Rows of subjects absent from the other side are
+    not scored; their subjects are listed under `unmatched_a` / `unmatched_b`.
+
+    Returns:
+        `dict` with `rank1_a2b`, `rank1_b2a`, `map_a2b`, `map_b2a`, `map` (the mean of both directions),
+        `queries_a2b`, `queries_b2a` (rows scored), `unmatched_a`, `unmatched_b` (subject lists) and `similarity`
+        (the `(n, m)` matrix).
+
+    Raises:
+        `FmriInputError` if the shapes or label counts disagree, or no subject is on both sides.
+    """
+    queries, database = np.asarray(queries, dtype=np.float64), np.asarray(database, dtype=np.float64)
+    query_subjects = np.asarray([str(s) for s in query_subjects])
+    database_subjects = np.asarray([str(s) for s in database_subjects])
+    if queries.ndim != 2 or database.ndim != 2 or queries.shape[1] != database.shape[1]:
+        raise FmriInputError.for_source(
+            None,
+            expected="two (rows, features) matrices with the same number of features",
+            found=f"{queries.shape} and {database.shape}",
+        )
+    if len(query_subjects) != len(queries) or len(database_subjects) != len(database):
+        raise FmriInputError.for_source(
+            None,
+            expected=f"one subject per row ({len(queries)} and {len(database)})",
+            found=f"{len(query_subjects)} and {len(database_subjects)} subjects",
+        )
+    if not set(query_subjects.tolist()) & set(database_subjects.tolist()):
+        raise FmriInputError.for_source(None, expected="at least one subject on both sides", found="none in common")
+    similarity = similarity_matrix(queries, database)
+    forward = _one_direction(similarity, query_subjects, database_subjects)
+    backward = _one_direction(similarity.T, database_subjects, query_subjects)
+    return {
+        "rank1_a2b": forward["rank1"],
+        "rank1_b2a": backward["rank1"],
+        "map_a2b": forward["map"],
+        "map_b2a": backward["map"],
+        "map": float(np.mean([forward["map"], backward["map"]])),
+        "queries_a2b": forward["queries"],
+        "queries_b2a": backward["queries"],
+        "unmatched_a": forward["unmatched"],
+        "unmatched_b": backward["unmatched"],
+        "similarity": similarity,
+    }
+
+
+def icc(signatures_session1: np.ndarray, signatures_session2: np.ndarray) -> dict:
+    """Test-retest ICC(3,1) of every feature dimension (Shrout & Fleiss, 1979).
+
+    Two-way mixed effects, consistency, single measurement: with n subjects (rows, the same subject on the same row
+    of both arguments) and k = 2 sessions, `ICC = (MSR - MSE) / (MSR + (k - 1) MSE)`, MSR the between-subject mean
+    square and MSE the residual mean square. A systematic session offset does not lower it (ICC(2,1) would).
+
+    Args:
+        signatures_session1, signatures_session2 (`np.ndarray` of shape `(n, F)`), n >= 2.
+
+    Returns:
+        `dict` with `per_dimension` (`(F,)`, NaN for dimensions with no variance), `mean` and `median` (over the
+        finite values).
+    """
+    first = np.asarray(signatures_session1, dtype=np.float64)
+    second = np.asarray(signatures_session2, dtype=np.float64)
+    if first.shape != second.shape or first.ndim != 2 or first.shape[0] < 2:
+        raise FmriInputError.for_source(
+            None, expected="two (subjects >= 2, features) matrices of one shape", found=f"{first.shape}, {second.shape}"
+        )
+    data = np.stack([first, second], axis=1)  # (n, k, F)
+    n, k = data.shape[:2]
+    grand = data.mean(axis=(0, 1))
+    subject_means, session_means = data.mean(axis=1), data.mean(axis=0)
+    ss_rows = k * np.sum((subject_means - grand) ** 2, axis=0)
+    ss_columns = n * np.sum((session_means - grand) ** 2, axis=0)
+    ss_total = np.sum((data - grand) ** 2, axis=(0, 1))
+    ms_rows = ss_rows / (n - 1)
+    ms_error = (ss_total - ss_rows - ss_columns) / ((n - 1) * (k - 1))
+    denominator = ms_rows + (k - 1) * ms_error
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(denominator > 1e-12, (ms_rows - ms_error) / denominator, np.nan)
+    finite = values[np.isfinite(values)]
+    return {
+        "per_dimension": values,
+        "mean": float(finite.mean()) if finite.size else float("nan"),
+        "median": float(np.median(finite)) if finite.size else float("nan"),
+    }
+
+
+def _subject_means(features: np.ndarray, subjects: np.ndarray, order: list[str]) -> np.ndarray:
+    return np.stack([features[subjects == subject].mean(axis=0) for subject in order])
+
+
+def fingerprint_report(
+    model_features_a: np.ndarray,
+    model_features_b: np.ndarray,
+    fc_a: np.ndarray,
+    fc_b: np.ndarray,
+    subjects_a: Sequence,
+    subjects_b: Sequence,
+) -> dict:
+    """Identification from the model's features and from the FC baseline on the same scans, side by side.
+
+    Args:
+        model_features_a, model_features_b (`np.ndarray` `(n, D)`, `(m, D)`): signatures of side A and side B.
+        fc_a, fc_b (`np.ndarray` `(n, E)`, `(m, E)`): `fc_features` of the same scans, in the same order.
+        subjects_a, subjects_b (`Sequence` of length n, m): the subject of each row.
+
+    Returns:
+        A JSON-ready `dict`: `model_rank1_a2b`, `model_rank1_b2a`, `model_map_a2b`, `model_map_b2a`, `model_map`,
+        the same with the `fc_` prefix, `icc_mean` / `icc_median` (ICC(3,1) of the model's dimensions over the
+        subjects on both sides, each side's rows averaged per subject; NaN with fewer than 2 such subjects),
+        `fc_icc_mean` / `fc_icc_median`, `subjects` (on both sides), `rows_a`, `rows_b`, `queries_a2b`,
+        `queries_b2a`, `unmatched_a`, `unmatched_b`.
+    """
+    subjects_a = np.asarray([str(s) for s in subjects_a])
+    subjects_b = np.asarray([str(s) for s in subjects_b])
+    for name, features, subjects in (
+        ("fc_a", fc_a, subjects_a),
+        ("fc_b", fc_b, subjects_b),
+        ("model_features_a", model_features_a, subjects_a),
+        ("model_features_b", model_features_b, subjects_b),
+    ):
+        if len(features) != len(subjects):
+            raise FmriInputError.for_source(
+                name, expected=f"{len(subjects)} rows (one per subject label)", found=f"{len(features)}"
+            )
+    model = identification(model_features_a, model_features_b, subjects_a, subjects_b)
+    fc = identification(fc_a, fc_b, subjects_a, subjects_b)
+    report = {}
+    for prefix, result in (("model", model), ("fc", fc)):
+        for key in ("rank1_a2b", "rank1_b2a", "map_a2b", "map_b2a", "map"):
+            report[f"{prefix}_{key}"] = result[key]
+    common = sorted(set(subjects_a.tolist()) & set(subjects_b.tolist()))
+    for prefix, (a, b) in (("", (model_features_a, model_features_b)), ("fc_", (fc_a, fc_b))):
+        if len(common) >= 2:
+            values = icc(
+                _subject_means(np.asarray(a, dtype=np.float64), subjects_a, common),
+                _subject_means(np.asarray(b, dtype=np.float64), subjects_b, common),
+            )
+        else:
+            values = {"mean": float("nan"), "median": float("nan")}
+        report[f"{prefix}icc_mean"], report[f"{prefix}icc_median"] = values["mean"], values["median"]
+    report.update(
+        subjects=len(common),
+        rows_a=len(subjects_a),
+        rows_b=len(subjects_b),
+        queries_a2b=model["queries_a2b"],
+        queries_b2a=model["queries_b2a"],
+        unmatched_a=model["unmatched_a"],
+        unmatched_b=model["unmatched_b"],
+    )
+    return report
+
+
+def plot_similarity(
+    similarity: np.ndarray,
+    labels: Sequence,
+    path: str | os.PathLike,
+    column_labels: Sequence | None = None,
+    title: str = "cross-session similarity (Pearson r)",
+) -> None:
+    """Write the similarity matrix as a PNG heat map, atomically (matplotlib's Agg canvas; no display needed).
+
+    Args:
+        similarity (`np.ndarray` `(n, m)`): e.g. `identification(...)["similarity"]`.
+        labels (`Sequence` of length n): row labels (subjects of side A); also the column labels unless
+            `column_labels` is given.
+        path: the PNG to write.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    similarity = np.asarray(similarity, dtype=np.float64)
+    column_labels = labels if column_labels is None else column_labels
+    if similarity.ndim != 2 or similarity.shape != (len(labels), len(column_labels)):
+        raise ValueError(
+            f"similarity {similarity.shape} does not match {len(labels)} row and {len(column_labels)} column labels"
+        )
+    size = min(12.0, 3.0 + 0.25 * max(similarity.shape))
+    figure = Figure(figsize=(size + 1.0, size))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(similarity, cmap="viridis", aspect="auto", interpolation="nearest")
+    figure.colorbar(image, ax=axes)
+    if max(similarity.shape) <= 60:  # tick labels stay readable
+        axes.set_yticks(range(len(labels)), [str(label) for label in labels], fontsize=7)
+        axes.set_xticks(range(len(column_labels)), [str(label) for label in column_labels], fontsize=7, rotation=90)
+    axes.set_ylabel("side A")
+    axes.set_xlabel("side B")
+    axes.set_title(title)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
