@@ -235,8 +235,10 @@ class FmriStream(torch.utils.data.IterableDataset):
         if self.subjects is not None or self.modalities is not None:
             subjects, modalities = self.subjects, self.modalities
             dataset = dataset.filter(
-                lambda row: (subjects is None or row["subject"] in subjects)
-                and (modalities is None or row["modality"] in modalities)
+                lambda row: (
+                    (subjects is None or row["subject"] in subjects)
+                    and (modalities is None or row["modality"] in modalities)
+                )
             )
         return dataset
 

@@ -25,7 +25,7 @@ def ridge_fc_baseline(shards, rows: dict[str, list[int]], targets: dict[str, np.
     """Fit on train rows, pick alpha by validation MAE, report test MAE and Pearson r (one target column at a time,
     averaged). Rows whose target is missing are left out of fitting and scoring, and counted."""
     from ..data.streaming import decode_array
-    from ..training.metrics import pearson_r
+    from ..training.metrics import compute
 
     features = {
         name: np.stack([functional_connectivity(decode_array(shards.read_row(r))) for r in split_rows])
@@ -47,6 +47,6 @@ def ridge_fc_baseline(shards, rows: dict[str, list[int]], targets: dict[str, np.
         weights, bias = fit_ridge(xt, yt, alpha)
         prediction = xs @ weights + bias
         maes.append(float(np.abs(prediction - ys).mean()))
-        rs.append(pearson_r(prediction, ys))
+        rs.append(compute("pearson_r", predictions=prediction, references=ys))
         chosen.append(alpha)
     return {"test_mae": float(np.mean(maes)), "test_pearson_r": float(np.mean(rs)), "alpha": chosen}

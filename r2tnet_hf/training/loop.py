@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +46,22 @@ def make_accelerator(config: RunConfig):
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
-    return Accelerator(
+    # Without a GPU, Accelerate only sets up gloo ranks when told to use the CPU; otherwise `accelerate launch` with
+    # 2 processes starts two independent single-process runs that both write the same folder.
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=f"{config.output_dir}/logs"),
     )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != launched:
+        raise RuntimeError(
+            f"launched with WORLD_SIZE={launched} but Accelerate runs {accelerator.num_processes} process(es): "
+            "the processes would train separately; check the accelerate config"
+        )
+    return accelerator
 
 
 def resolve_splits(config: RunConfig, shards: ShardFolder, accelerator) -> dict[str, list[str]]:
@@ -186,8 +197,10 @@ def _save_run_record(config: RunConfig, task: str, accelerator, extra: dict) -> 
 def _check_output_dir(config: RunConfig, accelerator) -> None:
     """Refuse to mix a new run into an old run's folder (resuming is explicit)."""
     output = Path(config.output_dir)
-    if config.resume_from_checkpoint is None and (output / "checkpoints").is_dir() and any(
-        (output / "checkpoints").iterdir()
+    if (
+        config.resume_from_checkpoint is None
+        and (output / "checkpoints").is_dir()
+        and any((output / "checkpoints").iterdir())
     ):
         raise FmriInputError.for_source(
             output,
@@ -200,6 +213,18 @@ def _check_output_dir(config: RunConfig, accelerator) -> None:
 # ------------------------------------------------------------------------------------------------------- the loop
 def _to_device(batch: dict, device, keys) -> dict:
     return {key: batch[key].to(device) for key in keys if key in batch}
+
+
+@dataclass
+class TrainingResult:
+    """What a run returns: the last validation metrics, the trained (unwrapped) model, and the test metrics of a
+    fine-tuning run."""
+
+    metrics: dict
+    model: torch.nn.Module
+    process_index: int = 0
+    num_processes: int = 1
+    test: dict | None = None
 
 
 def _train(
@@ -307,7 +332,9 @@ def _train(
             )
     progress.close()
     accelerator.end_training()
-    return last_metrics
+    return TrainingResult(
+        last_metrics, accelerator.unwrap_model(model), accelerator.process_index, accelerator.num_processes
+    )
 
 
 class _State:
@@ -324,8 +351,8 @@ class _State:
 
 
 # ------------------------------------------------------------------------------------------------------ recipes
-def pretrain(config: RunConfig) -> dict:
-    """Contrastive pretraining of R2T-Net on a shard folder. Returns the last validation metrics."""
+def pretrain(config: RunConfig) -> TrainingResult:
+    """Contrastive pretraining of R2T-Net on a shard folder."""
     from accelerate.utils import set_seed
 
     from ..models.r2tnet import R2TNetForContrastivePretraining
@@ -386,9 +413,7 @@ def pretrain(config: RunConfig) -> dict:
         output = model(**_to_device(batch, device, inputs), return_dict=True)
         if head is None:
             return output.loss
-        targets = torch.tensor(
-            np.asarray(batch[target_column + "_values"], dtype=np.float32), device=device
-        ).repeat(2)
+        targets = torch.tensor(np.asarray(batch[target_column + "_values"], dtype=np.float32), device=device).repeat(2)
         prediction = head(output.signature * math.sqrt(output.signature.shape[1]))  # both views, first view first
         observed = torch.isfinite(targets)
         supervised = torch.nn.functional.mse_loss(prediction[observed, 0], targets[observed]) if observed.any() else 0
@@ -436,8 +461,8 @@ def _tracker_config(config: RunConfig) -> dict:
     return {k: (json.dumps(v) if isinstance(v, (dict, list)) or v is None else v) for k, v in config.to_dict().items()}
 
 
-def finetune(config: RunConfig) -> dict:
-    """Fit a phenotype head (linear probe or full fine-tune); returns the test metrics."""
+def finetune(config: RunConfig) -> TrainingResult:
+    """Fit a phenotype head (linear probe or full fine-tune), then evaluate the test split once with the best model."""
     from accelerate.utils import set_seed
 
     from ..models.r2tnet import R2TNetForPhenotypePrediction
@@ -486,9 +511,7 @@ def finetune(config: RunConfig) -> dict:
     )
     loader = torch.utils.data.DataLoader(stream, batch_size=config.batch_size, collate_fn=collate_fmri)
     metric, greater = config.metric_and_direction("finetune")
-    _save_run_record(
-        config, "finetune", accelerator, {"backbone_model_type": model.config.backbone_config.model_type}
-    )
+    _save_run_record(config, "finetune", accelerator, {"backbone_model_type": model.config.backbone_config.model_type})
     device = accelerator.device
 
     def labels_of(batch):
@@ -503,13 +526,20 @@ def finetune(config: RunConfig) -> dict:
 
     def validate(unwrapped):
         metrics, *_ = validate_phenotype(
-            unwrapped, shards, splits["validation"], config.target, config.problem_type, label2id, config.modality, device
+            unwrapped,
+            shards,
+            splits["validation"],
+            config.target,
+            config.problem_type,
+            label2id,
+            config.modality,
+            device,
         )
         return metrics
 
     if accelerator.is_main_process:
         accelerator.init_trackers("tensorboard", config=_tracker_config(config))
-    _train(
+    result = _train(
         config,
         "finetune",
         accelerator,
@@ -523,7 +553,8 @@ def finetune(config: RunConfig) -> dict:
         validate,
         BestTracker(metric, greater),
     )
-    return evaluate_test(config, shards, splits, label2id, device, accelerator)
+    result.test = evaluate_test(config, shards, splits, label2id, device, accelerator)
+    return result
 
 
 def evaluate_test(config, shards, splits, label2id, device, accelerator) -> dict:
@@ -550,6 +581,6 @@ def evaluate_test(config, shards, splits, label2id, device, accelerator) -> dict
     return results
 
 
-def run(config: RunConfig, task: str) -> dict:
+def run(config: RunConfig, task: str) -> TrainingResult:
     os.makedirs(config.output_dir, exist_ok=True)
     return pretrain(config) if task == "pretrain" else finetune(config)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..data.streaming import ShardFolder, collate_fmri, decode_array, sample_from_row, window_processor
-from ..evaluation.fingerprinting import functional_connectivity, identification_accuracy
+from ..evaluation.fingerprinting import functional_connectivity, identification
 from .losses import nt_xent_loss
 from .metrics import phenotype_metrics
 
@@ -79,9 +79,12 @@ def fingerprint_pairing(shards: ShardFolder, rows: list[int], pairing: str):
 
 
 def identification_metrics(features_a: np.ndarray, features_b: np.ndarray) -> dict[str, float]:
-    a2b = identification_accuracy(features_a, features_b)
-    b2a = identification_accuracy(features_b, features_a)
-    return {"rank1_a2b": a2b, "rank1_b2a": b2a, "rank1": (a2b + b2a) / 2}
+    """Rank-1 both ways (and their mean) and mAP, row i of each side being subject i."""
+    subjects = np.arange(len(features_a))
+    found = identification(features_a, features_b, subjects, subjects)
+    metrics = {key: float(found[key]) for key in ("rank1_a2b", "rank1_b2a", "map")}
+    metrics["rank1"] = (metrics["rank1_a2b"] + metrics["rank1_b2a"]) / 2
+    return metrics
 
 
 def validate_pretraining(model, shards: ShardFolder, subjects, pairing: str, temperature: float, device) -> dict:

@@ -1,0 +1,152 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from r2tnet_hf import FmriInputError
+from r2tnet_hf.training import load_run_config, main
+from tests.training.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def script(name, *args, **kwargs):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs,
+    )
+
+
+def test_run_config_yaml_flags_and_errors(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data: shards\nlearning_rate: 0.001\nbackbone_config: {hidden_size: 64}\ntarget: age\n")
+    config = load_run_config(path, {"learning_rate": "2e-4", "use_scheduler": "false", "max_grad_norm": "none"})
+    assert config.learning_rate == 2e-4 and config.use_scheduler is False and config.max_grad_norm is None
+    assert config.backbone_config == {"hidden_size": 64} and config.target == ["age"]
+    assert config.metric_and_direction("pretrain") == ("val_fingerprint_rank1", True)
+    assert config.metric_and_direction("finetune") == ("val_mae", False)
+    path.write_text("data: shards\nlearnig_rate: 0.001\n")
+    with pytest.raises(
+        FmriInputError, match=r"run.yaml: expected known run-config keys, found unknown \['learnig_rate'\]"
+    ):
+        load_run_config(path)
+    with pytest.raises(FmriInputError, match=r"--max_steps: expected max_steps: int, found 'ten'"):
+        load_run_config(None, {"data": "x", "max_steps": "ten"})
+    with pytest.raises(FmriInputError, match="positives: cross_modality, cross_session or same_scan"):
+        load_run_config(None, {"data": "x", "positives": "pairs"})
+
+
+def test_bad_data_exits_2_with_one_line(tmp_path, capsys):
+    assert main("pretrain", ["--data", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing: expected a folder written by r2tnet convert" in err[0]
+
+
+def test_two_process_accelerate_launch_keeps_ranks_identical(training_shards, tmp_path):
+    output = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "accelerate.commands.launch",
+            "--config_file", str(ROOT / "scripts" / "accelerate" / "cpu.yaml"),
+            str(ROOT / "tests" / "training" / "ddp_check.py"),
+            "--data", str(training_shards), "--output_dir", str(output),
+            "--max_steps", "4", "--eval_steps", "4", "--save_steps", "4", "--subjects_per_batch", "2",
+            *TINY[2:],
+        ],
+        capture_output=True, text=True, timeout=600, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((output / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert ranks[0]["sha256"] == ranks[1]["sha256"]
+    run_config = yaml.safe_load((output / "run_config.yaml").read_text())
+    assert run_config["num_processes"] == 2 and run_config["task"] == "pretrain"
+    assert (output / "checkpoints" / "step_000004" / "model.safetensors").is_file()
+    assert (output / "best" / "eval_results.json").is_file()
+
+
+def test_kill_9_then_resume_is_bit_identical(training_shards, tmp_path):
+    common = [
+        "--data", training_shards, "--max_steps", 12, "--eval_steps", 6, "--save_steps", 3,
+        "--save_total_limit", 10, *TINY,
+    ]  # fmt: skip
+    straight = script("pretrain.py", *common, "--output_dir", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "pretrain.py"), *map(str, common), "--output_dir", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "step_000006").is_dir() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "checkpoints" / "step_000012").exists(), "the run finished before it could be killed"
+
+    resumed = script("pretrain.py", *common, "--output_dir", killed, "--resume_from_checkpoint", "latest")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = load_file(tmp_path / "straight" / "checkpoints" / "step_000012" / "model.safetensors")
+    b = load_file(killed / "checkpoints" / "step_000012" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the log is the uninterrupted run's, with no step logged twice
+    assert (tmp_path / "straight" / "metrics.jsonl").read_text() == (killed / "metrics.jsonl").read_text()
+    # a new run into a folder with checkpoints is refused rather than mixed in
+    again = script("pretrain.py", *common, "--output_dir", killed)
+    assert again.returncode == 2 and "checkpoints of an earlier run" in again.stderr
+
+
+def test_pretrain_then_finetune_and_load_in_a_fresh_process(training_shards, tmp_path):
+    pretrain_dir = tmp_path / "pretrain"
+    assert main("pretrain", ["--data", str(training_shards), "--output_dir", str(pretrain_dir),
+                             "--max_steps", "6", "--eval_steps", "3", "--save_steps", "6", *TINY]) == 0  # fmt: skip
+    best = json.loads((pretrain_dir / "best" / "eval_results.json").read_text())
+    assert best["metric"] == "val_fingerprint_rank1" and best["split"] == "validation"
+    logged = [json.loads(line) for line in (pretrain_dir / "metrics.jsonl").read_text().splitlines()]
+    assert best["value"] == max(e["val_fingerprint_rank1"] for e in logged if "val_fingerprint_rank1" in e)
+    assert "val_fc_rank1" in best["metrics"] and "val_fingerprint_map" in best["metrics"]
+    assert list((pretrain_dir / "logs").rglob("events.out.tfevents.*")), "TensorBoard events are written"
+    splits = json.loads((pretrain_dir / "splits.json").read_text())["splits"]
+    assert not set(splits["train"]) & (set(splits["validation"]) | set(splits["test"]))
+
+    finetune_dir = tmp_path / "finetune"
+    assert main("finetune", ["--data", str(training_shards), "--output_dir", str(finetune_dir),
+                             "--init_from", str(pretrain_dir / "best"), "--target", "score",
+                             "--splits", str(pretrain_dir / "splits.json"),
+                             "--max_steps", "6", "--eval_steps", "3", "--batch_size", "4", *TINY]) == 0  # fmt: skip
+    results = json.loads((finetune_dir / "test_results.json").read_text())
+    assert results["best"]["metric"] == "val_mae" and results["metrics"]["test_rows"] > 0
+    assert {"test_mae", "test_pearson_r"} <= set(results["metrics"]) and "test_mae" in results["fc_baseline"]
+    # the frozen encoder is the pretrained one, bit for bit
+    pre = load_file(pretrain_dir / "best" / "model.safetensors")
+    post = load_file(finetune_dir / "best" / "model.safetensors")
+    assert all(torch.equal(pre[k], post[k]) for k in pre if k.startswith("r2tnet.backbone"))
+
+    check = (
+        "import sys, r2tnet_hf, torch\n"
+        "from transformers import AutoModel, AutoFeatureExtractor\n"
+        "m = AutoModel.from_pretrained(sys.argv[1]); p = AutoFeatureExtractor.from_pretrained(sys.argv[1])\n"
+        "x = p(torch.randn(12, 60).numpy(), repetition_time=0.8, return_tensors='pt')\n"
+        "print(type(m).__name__, tuple(m(**x).signature.shape))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", check, str(finetune_dir / "best")], capture_output=True, text=True, timeout=300
+    )
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert "R2TNetModel (1, 64)" in loaded.stdout
+    shutil.rmtree(tmp_path)
