@@ -150,3 +150,16 @@ def masked_mean(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of `features` `(batch, tokens, dim)` over the tokens where `mask` `(batch, tokens)` is true."""
     weights = mask.to(features.dtype).unsqueeze(-1)
     return (features * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+def masked_mean_std(features: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Statistics pooling: `[mean, std]` of `features` over the real tokens, `(batch, 2 * dim)`.
+
+    The standard deviation over time carries second-order structure (how strongly each learned spatial pattern
+    fluctuates), the information functional connectivity is built from; mean pooling alone loses most of it.
+    """
+    weights = mask.to(features.dtype).unsqueeze(-1)
+    count = weights.sum(dim=1).clamp_min(1.0)
+    mean = (features * weights).sum(dim=1) / count
+    variance = (((features - mean.unsqueeze(1)) ** 2) * weights).sum(dim=1) / count
+    return torch.cat([mean, torch.sqrt(variance + eps)], dim=-1)

@@ -50,6 +50,11 @@ class RoiTransformerConfig(PreTrainedConfig):
         time_embedding_max_period (`float`, *optional*, defaults to 10000.0):
             Longest period, in seconds, of the sinusoidal time embedding. Token times are in seconds (frame index ×
             `repetition_time`), so scans with different TRs line up.
+        pooling (`str`, *optional*, defaults to `"mean"`):
+            How token features become the pooled feature: `"mean"` over real tokens, or `"mean_std"` (statistics
+            pooling, as in x-vector speaker models: the mean of the output tokens and the standard deviation over time
+            of the patch projections, projected back to `hidden_size`), which exposes the second-order structure,
+            the stuff of functional connectivity, that identifies a person.
 
     Example:
         >>> from r2tnet_hf import RoiTransformerConfig, RoiTransformerModel
@@ -73,9 +78,12 @@ class RoiTransformerConfig(PreTrainedConfig):
     qkv_bias: bool = True
     initializer_range: float = 0.02
     time_embedding_max_period: float = 10000.0
+    pooling: str = "mean"
 
     def validate_architecture(self):
         super().validate_architecture()
+        if self.pooling not in ("mean", "mean_std"):
+            raise ValueError(f"RoiTransformerConfig.pooling must be 'mean' or 'mean_std', got {self.pooling!r}")
         for name in ("num_rois", "patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RoiTransformerConfig.{name} must be >= 1, got {getattr(self, name)}")

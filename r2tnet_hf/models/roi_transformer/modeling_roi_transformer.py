@@ -17,7 +17,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from ..common import FmriBackboneOutput, check_roi_inputs, masked_mean, sinusoidal_time_embedding
+from ..common import FmriBackboneOutput, check_roi_inputs, masked_mean, masked_mean_std, sinusoidal_time_embedding
 from .configuration_roi_transformer import RoiTransformerConfig
 
 
@@ -39,7 +39,8 @@ class RoiTransformerPatchEmbedding(nn.Module):
 
     def forward(
         self, fmri_values: torch.Tensor, frame_mask: torch.Tensor, repetition_time: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns the tokens (content + time), their mask, and the content projection alone (for statistics)."""
         patch = self.config.patch_size
         batch, _, frames = fmri_values.shape
         values = fmri_values * frame_mask.unsqueeze(1).to(fmri_values.dtype)
@@ -58,8 +59,9 @@ class RoiTransformerPatchEmbedding(nn.Module):
         centre_frame = torch.arange(num_tokens, device=tokens.device, dtype=torch.float32) * patch + (patch - 1) / 2
         seconds = centre_frame.unsqueeze(0) * repetition_time.unsqueeze(1)
         time_features = sinusoidal_time_embedding(seconds, tokens.shape[-1], self.config.time_embedding_max_period)
+        content = tokens
         tokens = tokens + self.time_projection(time_features.to(tokens.dtype))
-        return self.dropout(tokens), token_mask
+        return self.dropout(tokens), token_mask, content
 
 
 class RoiTransformerAttention(nn.Module):
@@ -169,6 +171,9 @@ class RoiTransformerModel(RoiTransformerPreTrainedModel):
         self.embeddings = RoiTransformerPatchEmbedding(config)
         self.layers = nn.ModuleList(RoiTransformerLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pool_projection = (
+            nn.Linear(2 * config.hidden_size, config.hidden_size) if config.pooling == "mean_std" else None
+        )
         self.post_init()
 
     def forward(
@@ -204,7 +209,7 @@ class RoiTransformerModel(RoiTransformerPreTrainedModel):
             fmri_values, attention_mask, repetition_time, self.config.num_rois
         )
         fmri_values = fmri_values.to(self.embeddings.projection.weight.dtype)
-        hidden_states, token_mask = self.embeddings(fmri_values, frame_mask, repetition_time)
+        hidden_states, token_mask, content = self.embeddings(fmri_values, frame_mask, repetition_time)
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
@@ -216,7 +221,13 @@ class RoiTransformerModel(RoiTransformerPreTrainedModel):
                 all_attentions += (probs,)
 
         hidden_states = self.norm(hidden_states)
-        pooled = masked_mean(hidden_states, token_mask)
+        if self.pool_projection is None:
+            pooled = masked_mean(hidden_states, token_mask)
+        else:
+            # mean of the output tokens, and the standard deviation over time of the input projections: how strongly
+            # each learned spatio-temporal pattern fluctuates, before layer norms divide that scale away
+            spread = masked_mean_std(content, token_mask)[..., content.shape[-1] :]
+            pooled = self.pool_projection(torch.cat([masked_mean(hidden_states, token_mask), spread], dim=-1))
         output = FmriBackboneOutput(
             last_hidden_state=hidden_states,
             pooler_output=pooled,
