@@ -258,6 +258,10 @@ def _run_inference_command(args: argparse.Namespace, kind: str) -> int:
     if args.batch_size < 1:
         print(f"r2tnet {args.command}: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
         return 2
+    if args.quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     device = resolve_device(args.device)
     items = collect_scans(args.input, modality=args.modality, repetition_time=args.repetition_time)
     model, processor = load_for_inference(args.model, kind)

@@ -96,7 +96,16 @@ def load_model(name_or_path: str | os.PathLike, expected_class=None, **kwargs):
         architectures = config.get("architectures") or []
         model_class = getattr(r2tnet_hf, architectures[0], None) if architectures else None
         model_class = model_class or AutoModel
-    model, info = model_class.from_pretrained(folder, output_loading_info=True, **kwargs)
+    from transformers.utils import logging as transformers_logging
+
+    # transformers reports missing/unexpected tensors as a warning table; missing ones are refused below, and
+    # unexpected ones (a head when only the encoder is asked for) are expected. Keep the user's output clean.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model, info = model_class.from_pretrained(folder, output_loading_info=True, **kwargs)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     if info.get("missing_keys"):
         missing = sorted(info["missing_keys"])
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
