@@ -322,13 +322,15 @@ def build_model_card(
     else:
         summary = (
             f"An R2T-Net encoder{backbone_text}: it maps a scan to an L2-normalised "
-            f"{getattr(model.config, 'signature_dim', 2048)}-d brain signature, trained so that rest and task scans of "
-            "one person land together (NT-Xent)."
+            f"{getattr(model.config, 'signature_dim', 2048)}-d brain signature. R2T-Net trains it with NT-Xent so that "
+            "rest and task scans of one person land together."
         )
         intended_use = (
             "Research: subject fingerprinting, and frozen features for downstream phenotype models "
             "(`R2TNetForPhenotypePrediction`)."
         )
+    if run.config.get("description"):
+        summary += f"\n\n{run.config['description']}"
     selection = None
     if run.eval_results.get("metric"):
         direction = "higher" if run.eval_results.get("greater_is_better", True) else "lower"

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import yaml
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
@@ -108,3 +110,14 @@ def test_template_ships_in_the_package_and_citations_parse():
     assert template_text().startswith("---\n{{ card_data }}\n---")
     assert CITATIONS.count("@") == 2 and "openreview.net/forum?id=zexMILcQOV" in CITATIONS
     assert yaml.safe_load("a: 1") == {"a": 1}
+
+
+def test_readme_example_card_validates_offline():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- example-card:start -->\n````markdown\n", 1)[1].split(
+        "\n````\n<!-- example-card:end -->"
+    )[0]
+    meta = check_card_offline(block + "\n")
+    assert meta["library_name"] == "r2tnet-hf" and "fmri" in meta["tags"]
+    _, results = model_index_to_eval_results(meta["model-index"])
+    assert {r.metric_type for r in results} == {"untrained_fingerprint_rank1", "fc_rank1"}
