@@ -3,7 +3,7 @@
 It is the test stand-in for huggingface.co: no installable server accepts uploads here (`hf-local-hub` 3.0.0 ships
 no server binary; `olah` is a read-only mirror). It implements the endpoints the client calls for `create_repo`,
 `upload_folder` (preupload, LFS batch + PUT, NDJSON commit), `hf_hub_download`/`snapshot_download` (`resolve` with
-`X-Repo-Commit`, ETag, Content-Length and Range; `api/models/.../revision/...`) and `ModelCard` (`validate-yaml`).
+`X-Repo-Commit`, ETag, Content-Length and Range; `api/models/.../revision/...` and `.../tree/...`) and `ModelCard` (`validate-yaml`).
 Every request is recorded (method, path, whether it carried the expected bearer token) so tests can count commits.
 Writes need `Authorization: Bearer <token>`; private repos need it for reads too.
 """
@@ -129,6 +129,27 @@ def _make_handler(hub: LocalHub):
             path = unquote(urlsplit(self.path).path)
             if path == "/api/agent-harnesses":
                 return self._json(200, {"standardEnvVars": [], "harnesses": {}})
+            match = re.fullmatch(rf"/api/models/{REPO}/tree/(?P<rev>[^/]+)(?:/.*)?", path)
+            if match:
+                repo = self._repo(match["repo"])
+                if repo is None:
+                    return None
+                entries = []
+                for name, content in sorted(repo.files.items()):
+                    entry = {
+                        "type": "file",
+                        "path": name,
+                        "size": len(content),
+                        "oid": hashlib.sha1(content).hexdigest(),
+                    }
+                    if name.endswith(".safetensors"):
+                        entry["lfs"] = {
+                            "oid": hashlib.sha256(content).hexdigest(),
+                            "size": len(content),
+                            "pointerSize": 134,
+                        }
+                    entries.append(entry)
+                return self._json(200, entries)
             match = re.fullmatch(rf"/api/models/{REPO}(?:/revision/(?P<rev>.+))?", path)
             if match:
                 repo = self._repo(match["repo"])

@@ -31,6 +31,9 @@ def hub(monkeypatch):
         pytest.skip(f"cannot start the local Hub server on 127.0.0.1: {error}")
     with server:
         monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
+        # hf_hub_url formats this template (built from HF_ENDPOINT at import), so it must follow the endpoint too.
+        template = server.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
@@ -131,3 +134,24 @@ def test_dry_run_matches_the_upload_file_for_file(hub, finetune_run, tmp_path):
     uploaded = hub.commits("lab/head")[0]["files"]
     local = {p.name: p.read_bytes() for p in out.iterdir()}
     assert local == uploaded
+
+
+def test_commands_take_a_repo_id_and_push_with_card_is_one_commit(hub, finetune_run, tmp_path, monkeypatch):
+    from r2tnet_hf.data.synthetic import make_synthetic_cohort
+    from r2tnet_hf.hub import load_processor, push_with_card
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    api = HfApi(endpoint=hub.endpoint, token=TOKEN)
+    model, processor = load_model(finetune_run / "best"), load_processor(finetune_run / "best")
+    push_with_card(model, processor, "lab/pushed", run_dir=finetune_run, api=api)
+    (commit,) = hub.commits("lab/pushed")
+    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"} == set(commit["files"])
+
+    make_synthetic_cohort(tmp_path / "scans", subjects=2, sessions=1, rois=NUM_ROIS, frames=40, task=False)
+    by_id, by_folder = tmp_path / "by_id.csv", tmp_path / "by_folder.csv"
+    manifest = str(tmp_path / "scans" / "manifest.tsv")
+    assert main(["predict", "--model", "lab/pushed", "--input", manifest, "--output", str(by_id), "--quiet"]) == 0
+    assert (tmp_path / "cache" / "models--lab--pushed").is_dir()  # through the Hub cache layout
+    local = str(finetune_run / "best")
+    assert main(["predict", "--model", local, "--input", manifest, "--output", str(by_folder), "--quiet"]) == 0
+    assert by_id.read_text() == by_folder.read_text()
