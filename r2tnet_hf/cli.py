@@ -316,9 +316,19 @@ def run_signatures(args: argparse.Namespace) -> int:
 
 def run_publish(args: argparse.Namespace) -> int:
     """Publish a run's best model to the Hub in one commit, or write the folder locally with --dry-run."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
     from .hub.publish import publish_run
 
-    result = publish_run(args.run_dir, args.repo_id, private=args.private, dry_run=args.dry_run, license=args.license)
+    try:
+        result = publish_run(
+            args.run_dir, args.repo_id, private=args.private, dry_run=args.dry_run, license=args.license
+        )
+    except (HfHubHTTPError, OfflineModeIsEnabled) as error:
+        # One line, no traceback; huggingface_hub's messages name the URL and status, never the token.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"r2tnet publish: error: upload to {args.repo_id} failed: {first_line}", file=sys.stderr)
+        return 1
     best = result.candidate
     print(f"best: {best.folder} ({best.metric} = {best.value:.6g}, greater_is_better={best.greater_is_better})")
     if result.dry_run_dir is not None:

@@ -144,12 +144,12 @@ def test_scan_identity_and_collection(tmp_path):
 def test_exit_status_in_a_subprocess(cohort, models, tmp_path):
     root, bad = cohort
     result = subprocess.run(
-        [sys.executable, "-m", "r2tnet_hf.cli", "predict", "--model", str(models["regression"]),
-         "--input", str(root / "manifest.tsv"), "--output", str(tmp_path / "p.csv"), "--quiet"],
+        [sys.executable, "-m", "r2tnet_hf.cli", "predict", "--model", str(models["regression"]), "--input", str(root),
+         "--repetition-time", "0.8", "--output", str(tmp_path / "p.csv"), "--quiet"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2 and str(bad) in result.stderr and "Traceback" not in result.stderr
-    assert len(read_csv(tmp_path / "p.csv")) == 2
+    assert len(read_csv(tmp_path / "p.csv")) == 5  # a folder: rest and task scans, all but the corrupt one
 
 
 def test_help_explains(capsys):

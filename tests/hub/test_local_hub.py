@@ -155,3 +155,13 @@ def test_commands_take_a_repo_id_and_push_with_card_is_one_commit(hub, finetune_
     local = str(finetune_run / "best")
     assert main(["predict", "--model", local, "--input", manifest, "--output", str(by_folder), "--quiet"]) == 0
     assert by_id.read_text() == by_folder.read_text()
+
+
+def test_a_rejected_token_is_one_line_and_never_printed(hub, pretrain_run, monkeypatch, capsys):
+    wrong = "hf_wrongToken_ABCDEFGHIJKLMNOP"
+    monkeypatch.setenv("HF_TOKEN", wrong)
+    assert main(["publish", str(pretrain_run), "--repo-id", "lab/denied"]) == 1
+    captured = capsys.readouterr()
+    assert "401" in captured.err and captured.err.count("\n") == 1
+    assert wrong not in captured.out + captured.err and TOKEN not in captured.out + captured.err
+    assert "lab/denied" not in hub.repos
