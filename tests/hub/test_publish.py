@@ -89,6 +89,22 @@ def test_load_model_refuses_a_head_missing_from_the_checkpoint(pretrain_run, fin
     assert type(load_model(finetune_run / "best")) is R2TNetForPhenotypePrediction
 
 
+def test_plain_automodel_behaviour_that_load_model_guards(pretrain_run, tmp_path):
+    # transformers 5: missing weights raise OSError; a head missing from the checkpoint is initialised at random.
+    from transformers import AutoModel
+
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(pretrain_run / "best", no_weights)
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(OSError, match=r"model\.safetensors"):
+        AutoModel.from_pretrained(no_weights)
+    _, info = R2TNetForPhenotypePrediction.from_pretrained(pretrain_run / "best", output_loading_info=True)
+    assert sorted(info["missing_keys"]) == ["classifier.bias", "classifier.weight"]
+
+
 def test_unreachable_repo_id_is_a_clear_error(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(FmriInputError, match="lab/does-not-exist: expected a local model folder or a reachable Hub"):
         load_model("lab/does-not-exist")
