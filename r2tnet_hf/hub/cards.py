@@ -1,0 +1,413 @@
+"""Model cards for r2tnet_hf models, rendered from the Jinja template that ships in `r2tnet_hf/model_cards/`.
+
+`build_model_card(model, processor, run=...)` fills `huggingface_hub.ModelCardData` (library, license, tags, datasets,
+base model, `model-index` eval results) and renders the template with `ModelCard.from_template`. A field that is not
+known is left out of the card, never filled with a placeholder. `check_card_offline(card)` is the offline stand-in for
+`ModelCard.validate()` (which needs the Hub).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
+from ..errors import FmriInputError
+
+LIBRARY_NAME = "r2tnet-hf"
+DEFAULT_LICENSE = "apache-2.0"
+TEMPLATE_NAME = "r2tnet_model_card.md"
+SPLIT_PREFIXES = {"val_": "validation", "eval_": "validation", "test_": "test"}
+
+# Only what could be checked (OpenReview page and the authors' code repository). No DOI or author list was verified
+# for either work, so none is given.
+CITATIONS = """@misc{r2tnet,
+  title = {{R2T-Net}: rest-to-task brain signatures from {fMRI} with contrastive learning},
+  note = {Software framework; no peer-reviewed publication verified}
+}
+
+@inproceedings{mnemodyn2026,
+  title = {{MnemoDyn}: Learning Resting State Dynamics from {40K} {fMRI} Sequences},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2026},
+  url = {https://openreview.net/forum?id=zexMILcQOV}
+}"""
+
+
+@dataclass
+class RunRecord:
+    """What a training run folder says about a model: its resolved config and its recorded metrics.
+
+    Every field may be missing; the card leaves out what is not known.
+    """
+
+    config: dict = field(default_factory=dict)
+    eval_results: dict = field(default_factory=dict)
+    test_results: dict = field(default_factory=dict)
+    source: Path | None = None
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | os.PathLike | None, candidate: str | os.PathLike | None = None) -> RunRecord:
+        """Read `run_config.yaml`, `<candidate>/eval_results.json` and `test_results.json` of a run folder."""
+        if run_dir is None:
+            return cls()
+        run_dir = Path(run_dir)
+        config = read_yaml(run_dir / "run_config.yaml")
+        candidate = Path(candidate) if candidate is not None else run_dir / "best"
+        return cls(
+            config=config,
+            eval_results=read_json(candidate / "eval_results.json"),
+            test_results=read_json(run_dir / "test_results.json"),
+            source=run_dir,
+        )
+
+
+def read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise FmriInputError.for_source(path, expected="valid YAML", found=f"a parse error ({error})") from error
+    return data if isinstance(data, dict) else {}
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise FmriInputError.for_source(path, expected="valid JSON", found=f"a parse error ({error})") from error
+    return data if isinstance(data, dict) else {}
+
+
+def template_text() -> str:
+    """The card template, read from the installed package (package data)."""
+    return resources.files("r2tnet_hf").joinpath("model_cards", TEMPLATE_NAME).read_text(encoding="utf-8")
+
+
+def split_metric(key: str) -> tuple[str, str | None]:
+    """`"val_pearson_r"` → `("pearson_r", "validation")`; a key without a known prefix has no split."""
+    for prefix, split in SPLIT_PREFIXES.items():
+        if key.startswith(prefix):
+            return key[len(prefix) :], split
+    return key, None
+
+
+def _numeric(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def recorded_metrics(run: RunRecord) -> list[tuple[str, str, float, bool]]:
+    """`(split, metric, value, is_fc_baseline)` for every finite number the run recorded, validation first."""
+    rows = []
+    default_split = run.eval_results.get("split") or "validation"
+    for key, value in (run.eval_results.get("metrics") or {}).items():
+        metric, split = split_metric(key)
+        if (number := _numeric(value)) is not None:
+            rows.append((split or default_split, metric, number, False))
+    for key, value in (run.test_results.get("metrics") or {}).items():
+        metric, split = split_metric(key)
+        if (number := _numeric(value)) is not None:
+            rows.append((split or "test", metric, number, False))
+    for key, value in (run.test_results.get("fc_baseline") or {}).items():
+        metric, split = split_metric(key)
+        if (number := _numeric(value)) is not None:
+            rows.append((split or "test", metric, number, True))
+    return rows
+
+
+def _is_finetune(model, run: RunRecord) -> bool:
+    task = run.config.get("task")
+    if task in ("pretrain", "finetune"):
+        return task == "finetune"
+    return any(arch.endswith("ForPhenotypePrediction") for arch in (model.config.architectures or []))
+
+
+def _task_type(model, finetune: bool) -> str:
+    if not finetune:
+        return "feature-extraction"
+    problem_type = getattr(model.config, "problem_type", None)
+    return "tabular-regression" if problem_type in (None, "regression") else "tabular-classification"
+
+
+def _dataset(run: RunRecord) -> str | None:
+    """The training data's name: `dataset_name` from the run config, else the name of its shards folder."""
+    name = run.config.get("dataset_name")
+    if not name and run.config.get("data"):
+        name = Path(str(run.config["data"]).rstrip("/")).name
+    return str(name) if name else None
+
+
+def _backbone_type(model) -> str | None:
+    backbone = getattr(model.config, "backbone_config", None)
+    return getattr(backbone, "model_type", None)
+
+
+def _architecture_rows(model) -> list[tuple[str, str]]:
+    config = model.config
+    rows = [("class", f"`{type(model).__name__}`"), ("model_type", f"`{config.model_type}`")]
+    backbone = getattr(config, "backbone_config", None)
+    if backbone is not None:
+        rows.append(("backbone", f"`{backbone.model_type}`"))
+        for name in (
+            "num_rois",
+            "num_channels",
+            "image_size",
+            "num_frames",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "patch_size",
+            "spatial_rank",
+        ):
+            value = getattr(backbone, name, None)
+            if value is not None:
+                rows.append((f"backbone {name}", f"{value}"))
+    for name in ("signature_dim", "projection_hidden_size", "projection_num_layers", "temperature"):
+        value = getattr(config, name, None)
+        if value is not None:
+            rows.append((name, f"{value}"))
+    if _is_head(model):
+        rows.append(("problem_type", f"{config.problem_type or 'inferred from labels'}"))
+        rows.append(("num_labels", f"{config.num_labels}"))
+        if config.id2label and config.problem_type != "regression":
+            rows.append(("labels", ", ".join(str(config.id2label[i]) for i in sorted(config.id2label))))
+    rows.append(("parameters", f"{model.num_parameters():,}"))
+    return rows
+
+
+def _is_head(model) -> bool:
+    return type(model).__name__.endswith("ForPhenotypePrediction")
+
+
+def _preprocessing_rows(processor) -> list[tuple[str, str]]:
+    if processor is None:
+        return []
+    rows = [("input", "ROI time series (V, T)" if processor.input_type == "roi" else "volumes (C, H, W, D, T)")]
+    if processor.num_rois is not None:
+        rows.append(("ROIs", f"{processor.num_rois}"))
+    if processor.volume_shape is not None:
+        rows.append(("volume shape", f"{tuple(processor.volume_shape)}"))
+    if processor.atlas:
+        rows.append(("atlas", processor.atlas))
+    if processor.parcel_order_hash:
+        rows.append(("parcel-order hash", f"`{processor.parcel_order_hash}`"))
+    normalisation = {"zscore": "z-score of each ROI over the scan's frames", "none": "none"}
+    rows.append(("normalisation", normalisation.get(processor.normalization, processor.normalization)))
+    if processor.target_repetition_time is not None:
+        rows.append(("TR", f"resampled to {processor.target_repetition_time} s"))
+    else:
+        rows.append(("TR", "native (from the file header or passed as repetition_time)"))
+    if processor.window_length is not None:
+        rows.append(("window", f"{processor.window_length} frames ({processor.crop} crop)"))
+    rows.append(("minimum length", f"{processor.min_length} frames"))
+    return rows
+
+
+TRAINING_KEYS = (
+    ("task", "task"),
+    ("objective", "objective"),
+    ("positives", "positive pairs"),
+    ("dataset_name", "dataset"),
+    ("data", "data (shards)"),
+    ("manifest", "manifest"),
+    ("splits", "splits"),
+    ("target", "target"),
+    ("problem_type", "problem_type"),
+    ("base_model", "base model"),
+    ("learning_rate", "learning rate"),
+    ("batch_size", "batch size"),
+    ("max_steps", "steps"),
+    ("seed", "seed"),
+    ("mixed_precision", "mixed precision"),
+    ("metric_for_best_model", "model selection metric"),
+    ("greater_is_better", "greater is better"),
+)
+
+
+def _training_rows(run: RunRecord) -> list[tuple[str, str]]:
+    rows = []
+    for key, label in TRAINING_KEYS:
+        value = run.config.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        rows.append((label, f"`{value}`" if key in ("data", "manifest", "splits", "base_model") else f"{value}"))
+    return rows
+
+
+def _format(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def build_model_card(
+    model,
+    processor=None,
+    run: RunRecord | None = None,
+    repo_id: str | None = None,
+    license: str | None = None,
+) -> ModelCard:
+    """Render the model card of `model` (and its `processor`) with what `run` recorded.
+
+    Args:
+        model: an r2tnet_hf `PreTrainedModel`.
+        processor (`FmriProcessor`, *optional*): the processor saved beside it.
+        run (`RunRecord`, *optional*): the run's config and metrics (`RunRecord.from_run_dir`).
+        repo_id (`str`, *optional*): the Hub repo id, used in the loading snippet (else `"path/to/model"`).
+        license (`str`, *optional*): a Hub license id; else the run config's `license`, else `"apache-2.0"` (the
+            license of the r2tnet-hf code; set it to the data's terms when they are stricter).
+    """
+    run = run or RunRecord()
+    finetune = _is_finetune(model, run)
+    model_type = model.config.model_type
+    backbone_type = _backbone_type(model)
+    dataset = _dataset(run)
+    base_model = run.config.get("base_model") if finetune else None
+    tags = ["fmri", "neuroscience", model_type, *([backbone_type] if backbone_type else [])]
+    tags.append("phenotype-prediction" if finetune else "brain-signature")
+    model_name = (repo_id or "").split("/")[-1] or f"{type(model).__name__}"
+
+    task_type = _task_type(model, finetune)
+    metrics = recorded_metrics(run)
+    eval_results = None
+    if dataset and metrics:
+        eval_results = [
+            EvalResult(
+                task_type=task_type,
+                dataset_type=dataset,
+                dataset_name=dataset,
+                dataset_split=split,
+                metric_type=f"fc_baseline_{metric}" if baseline else metric,
+                metric_name=f"FC baseline {metric}" if baseline else metric,
+                metric_value=value,
+            )
+            for split, metric, value, baseline in metrics
+        ]
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=license or run.config.get("license") or DEFAULT_LICENSE,
+        tags=tags,
+        datasets=[dataset] if dataset else None,
+        base_model=str(base_model) if base_model else None,
+        pipeline_tag="feature-extraction" if not finetune else None,
+        model_name=model_name if eval_results else None,
+        eval_results=eval_results,
+    )
+
+    backbone_text = f" on a `{backbone_type}` backbone" if backbone_type else ""
+    if finetune:
+        target = run.config.get("target")
+        what = f"predicts `{target}`" if target else "predicts phenotypes"
+        summary = (
+            f"An R2T-Net phenotype model{backbone_text}: it {what} from resting-state fMRI, with a "
+            f"{model.config.problem_type or 'regression/classification'} head on the 2048-d brain signature."
+        )
+        intended_use = (
+            "Research on brain–phenotype associations from resting-state fMRI in cohorts like the training data. "
+            "Predictions carry the error shown under Evaluation; they are not clinical measurements."
+        )
+    else:
+        summary = (
+            f"An R2T-Net encoder{backbone_text}: it maps a scan to an L2-normalised "
+            f"{getattr(model.config, 'signature_dim', 2048)}-d brain signature. R2T-Net trains it with NT-Xent so that "
+            "rest and task scans of one person land together."
+        )
+        intended_use = (
+            "Research: subject fingerprinting, and frozen features for downstream phenotype models "
+            "(`R2TNetForPhenotypePrediction`)."
+        )
+    if run.config.get("description"):
+        summary += f"\n\n{run.config['description']}"
+    selection = None
+    if run.eval_results.get("metric"):
+        direction = "higher" if run.eval_results.get("greater_is_better", True) else "lower"
+        step = run.eval_results.get("step")
+        selection = (
+            f"Checkpoint selected by `{run.eval_results['metric']}` ({direction} is better)"
+            + (f" at step {step}" if step is not None else "")
+            + "."
+        )
+    results = [
+        (split, f"FC baseline {metric}" if baseline else metric, _format(value))
+        for split, metric, value, baseline in metrics
+    ]
+    auto_class = "AutoModel"
+    load_note = None
+    if _is_head(model):
+        load_note = (
+            "`AutoModel` gives the encoder (`R2TNetModel`) of this checkpoint; for the phenotype head use "
+            "`r2tnet_hf.R2TNetForPhenotypePrediction.from_pretrained(...)` or `r2tnet_hf.hub.load_model(...)`."
+        )
+    return ModelCard.from_template(
+        card_data,
+        template_str=template_text(),
+        title=model_name,
+        summary=summary,
+        base_model=card_data.base_model,
+        auto_class=auto_class,
+        load_note=load_note,
+        repo_id=repo_id or "path/to/model",
+        cli_command="predict" if finetune else "signatures",
+        cli_output="predictions.csv" if finetune else "signatures.parquet",
+        architecture=_architecture_rows(model),
+        preprocessing=_preprocessing_rows(processor),
+        training=_training_rows(run),
+        selection=selection,
+        results=results,
+        intended_use=intended_use,
+        citations=CITATIONS,
+    )
+
+
+def check_card_offline(card: ModelCard | str) -> dict:
+    """The offline stand-in for `ModelCard.validate()` (which posts the metadata to the Hub).
+
+    Checks that the metadata block parses as YAML into a mapping, that it survives a `ModelCardData` round trip
+    unchanged, that `library_name` is set, and that `model-index` (if present) parses with
+    `huggingface_hub.repocard_data.model_index_to_eval_results`. Returns the metadata; raises `ValueError`.
+    """
+    text = card if isinstance(card, str) else str(card)
+    if not text.startswith("---\n"):
+        raise ValueError("model card: no YAML metadata block at the top")
+    try:
+        block = text[4:].split("\n---\n", 1)[0]
+        metadata = yaml.safe_load(block)
+    except yaml.YAMLError as error:
+        raise ValueError(f"model card: metadata is not valid YAML ({error})") from error
+    if not isinstance(metadata, dict):
+        raise ValueError("model card: metadata is not a mapping")
+    if not metadata.get("library_name"):
+        raise ValueError("model card: no library_name")
+    round_trip = ModelCardData(**metadata).to_dict()
+    if round_trip != metadata:
+        raise ValueError(f"model card: metadata changes through ModelCardData: {metadata} != {round_trip}")
+    if "model-index" in metadata:
+        name, results = model_index_to_eval_results(metadata["model-index"])
+        if not name or not results:
+            raise ValueError("model card: model-index has no name or no results")
+    return metadata
+
+
+__all__ = [
+    "CITATIONS",
+    "DEFAULT_LICENSE",
+    "LIBRARY_NAME",
+    "RunRecord",
+    "build_model_card",
+    "check_card_offline",
+    "recorded_metrics",
+    "template_text",
+]
