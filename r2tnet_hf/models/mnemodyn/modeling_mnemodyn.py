@@ -115,6 +115,7 @@ class MnemoDynWaveletOperator(nn.Module):
         self.approximation_mixing = nn.Linear(channels, channels)
         self.activation = ACT2FN[config.hidden_act]
         self.output = nn.Linear(channels, channels)
+        self.output.init_scale = "depth"
 
     def forward(self, hidden_states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # hidden_states (batch, time, channels), time a multiple of 2**levels.
@@ -140,6 +141,7 @@ class MnemoDynVectorField(nn.Module):
         self.activation = ACT2FN[config.hidden_act]
         self.bottleneck = nn.Linear(config.field_hidden_size, config.field_rank)
         self.expand = nn.Linear(config.field_rank, config.hidden_size * config.num_control_channels)
+        self.expand.init_scale = "field"
 
     def code(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.bottleneck(self.activation(self.fc1(hidden_states)))
@@ -184,29 +186,30 @@ class MnemoDynPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module):
         super()._init_weights(module)
-        std = self.config.initializer_range
-        # Residual branches end in layers scaled for depth, so a deep stack starts near the identity. (The draft drew
-        # its convolution weights with std 1, which grows the activations with every layer.)
-        depth_std = std / math.sqrt(2 * self.config.num_hidden_layers)
+        config = self.config
         if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+            # Linear layers carry an `init_scale` tag where they need more than `initializer_range`:
+            # - "depth": the last layer of a residual branch, std / sqrt(2 · layers), so a deep stack starts near the
+            #   identity (the draft drew its convolution weights with std 1, which grows activations layer by layer);
+            # - "field": the field's output layer, also divided by sqrt(k) since F · dX/dt sums k products;
+            # - "rois": input maps from V z-scored ROIs, std 1 / sqrt(V) for unit-variance features whatever V.
+            std = config.initializer_range
+            depth_std = std / math.sqrt(2 * config.num_hidden_layers)
+            scale = getattr(module, "init_scale", None)
+            if scale == "rois":
+                init.normal_(module.weight, std=config.num_rois**-0.5)
+            else:
+                if scale == "depth":
+                    std = depth_std
+                elif scale == "field":
+                    std = depth_std / math.sqrt(config.num_control_channels)
+                init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, MnemoDynSegmentConv):
-            # Unit gain for a depthwise kernel: std 1/sqrt(kernel_size).
+            # Unit gain for a depthwise kernel: std 1 / sqrt(kernel_size).
             init.normal_(module.weight, std=module.kernel_size**-0.5)
             init.zeros_(module.bias)
-        elif isinstance(module, MnemoDynEmbedding):
-            # Unit-variance features from z-scored ROIs, whatever V; likewise for the control projection.
-            init.normal_(module.projection.weight, std=self.config.num_rois**-0.5)
-            if module.control_projection is not None:
-                init.normal_(module.control_projection.weight, std=self.config.num_rois**-0.5)
-        if isinstance(module, MnemoDynWaveletOperator):
-            init.trunc_normal_(module.output.weight, std=depth_std, a=-2 * depth_std, b=2 * depth_std)
-        elif isinstance(module, MnemoDynVectorField):
-            # F · dX/dt sums k products: scale so the update has about depth_std size per unit of dX/dt.
-            field_std = depth_std / math.sqrt(self.config.num_control_channels)
-            init.trunc_normal_(module.expand.weight, std=field_std, a=-2 * field_std, b=2 * field_std)
 
 
 class MnemoDynEmbedding(nn.Module):
@@ -216,10 +219,13 @@ class MnemoDynEmbedding(nn.Module):
         super().__init__()
         self.config = config
         self.projection = nn.Linear(config.num_rois, config.hidden_size)
+        self.projection.init_scale = "rois"
         self.time_projection = nn.Linear(config.hidden_size, config.hidden_size)
         self.control_projection = (
             None if config.control_channels is None else nn.Linear(config.num_rois, config.control_channels, bias=False)
         )
+        if self.control_projection is not None:
+            self.control_projection.init_scale = "rois"
 
     def forward(
         self, fmri_values: torch.Tensor, frame_mask: torch.Tensor, repetition_time: torch.Tensor
@@ -395,10 +401,10 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
         self.target_encoder = None
         if objective == "jepa":
             self.target_encoder = copy.deepcopy(self.mnemodyn)
-            self.target_encoder.requires_grad_(False)
         self.post_init()
         if self.target_encoder is not None:
             self.copy_context_to_target()
+            self.freeze_target_encoder()
 
     @torch.no_grad()
     def copy_context_to_target(self) -> None:
@@ -424,11 +430,24 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
         for target, context in zip(self.target_encoder.parameters(), self.mnemodyn.parameters()):
             target.mul_(m).add_(context.detach(), alpha=1.0 - m)
 
+    def freeze_target_encoder(self) -> None:
+        """The target encoder is never trained: `requires_grad=False` and eval mode."""
+        if self.target_encoder is not None:
+            self.target_encoder.requires_grad_(False)
+            self.target_encoder.eval()
+
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.target_encoder is not None:
-            self.target_encoder.eval()
+        self.freeze_target_encoder()
         return self
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # Loading replaces the parameters (with requires_grad=True); freeze the target encoder again.
+        model = super().from_pretrained(*args, **kwargs)
+        if isinstance(model, MnemoDynForPretraining):
+            model.freeze_target_encoder()
+        return model
 
     def _noise(self, shape, reference: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return torch.randn(shape, generator=generator, device=reference.device, dtype=reference.dtype)
