@@ -340,11 +340,7 @@ def test_jepa_target_encoder_is_frozen_and_follows_the_ema():
     output.loss.backward()
     assert output.target_latents.grad_fn is None and not output.target_latents.requires_grad
     assert all(p.grad is None for p in model.target_encoder.parameters())
-    # kinds of target blocks: cross-ROI hides ROIs at every real frame; cross-time hides every ROI in a window
-    hidden = output.loss_mask
-    full_rois = hidden.all(dim=2) | ~roi_inputs(3)["attention_mask"].bool().any(dim=1, keepdim=True)
-    assert hidden.any(dim=(1, 2)).all()
-    assert full_rois.any() or hidden.all(dim=1).any()
+    assert output.loss_mask.any(dim=(1, 2)).all()
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     before = [p.detach().clone() for p in model.target_encoder.parameters()]
@@ -362,6 +358,29 @@ def test_jepa_target_encoder_is_frozen_and_follows_the_ema():
     model.after_optimizer_step(1.0)  # momentum 1 at the end: the target stops
     for old, target in zip(snapshot, model.target_encoder.parameters()):
         torch.testing.assert_close(target, old)
+
+
+def test_jepa_target_blocks_are_cross_roi_cross_time_and_double_cross():
+    model = MnemoDynForPretraining(tiny_config(objective="jepa", jepa_roi_ratio=0.25, jepa_time_ratio=0.25))
+    frame_mask = torch.ones(3, NUM_FRAMES, dtype=torch.bool)
+    frame_mask[2, 30:] = False
+    hidden, target_frames = model.jepa_target_blocks(frame_mask, torch.Generator().manual_seed(3))
+    kinds = set()
+    for row in range(3):
+        real = frame_mask[row]
+        rois_everywhere = hidden[row][:, real].all(dim=1)  # ROIs hidden at every real frame
+        frames_everywhere = hidden[row].all(dim=0)  # frames with every ROI hidden
+        assert not hidden[row][:, ~real].any()
+        if rois_everywhere.any():
+            assert rois_everywhere.sum() == 4  # 25% of 16 ROIs
+            torch.testing.assert_close(target_frames[row], real)  # latents predicted at every real frame
+        if frames_everywhere.any():
+            window = torch.nonzero(frames_everywhere).flatten()
+            assert window.numel() == round(0.25 * int(real.sum())) and (window.diff() == 1).all()
+        if not rois_everywhere.any():
+            torch.testing.assert_close(target_frames[row], frames_everywhere)  # cross-time: only the window
+        kinds.add((bool(rois_everywhere.any()), bool(frames_everywhere.any())))
+    assert kinds == {(True, False), (False, True), (True, True)}
 
 
 def test_jepa_target_encoder_is_saved_and_loaded(tmp_path):
