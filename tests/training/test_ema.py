@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from r2tnet_hf.training import WeightEma
+from r2tnet_hf.training.ema import WeightEma
 
 
 def small_model():
