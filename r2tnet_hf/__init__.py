@@ -6,10 +6,14 @@
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForPreTraining
 
-from .configuration import R2TNetConfig, RoiTransformerConfig
+from .configuration import MnemoDynConfig, R2TNetConfig, RoiTransformerConfig
 from .errors import FmriInputError
 from .modeling import (
     FmriBackboneOutput,
+    MnemoDynForPretraining,
+    MnemoDynModel,
+    MnemoDynPreTrainedModel,
+    MnemoDynPretrainingOutput,
     R2TNetContrastiveOutput,
     R2TNetForContrastivePretraining,
     R2TNetForPhenotypePrediction,
@@ -26,11 +30,16 @@ __version__ = "0.1.0.dev0"
 
 
 def _register() -> None:
-    for config_class, model_class in ((RoiTransformerConfig, RoiTransformerModel), (R2TNetConfig, R2TNetModel)):
+    for config_class, model_class in (
+        (RoiTransformerConfig, RoiTransformerModel),
+        (R2TNetConfig, R2TNetModel),
+        (MnemoDynConfig, MnemoDynModel),
+    ):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoModel.register(config_class, model_class, exist_ok=True)
         AutoFeatureExtractor.register(config_class, FmriProcessor, exist_ok=True)
     AutoModelForPreTraining.register(R2TNetConfig, R2TNetForContrastivePretraining, exist_ok=True)
+    AutoModelForPreTraining.register(MnemoDynConfig, MnemoDynForPretraining, exist_ok=True)
 
 
 _register()
@@ -39,6 +48,11 @@ __all__ = [
     "FmriBackboneOutput",
     "FmriInputError",
     "FmriProcessor",
+    "MnemoDynConfig",
+    "MnemoDynForPretraining",
+    "MnemoDynModel",
+    "MnemoDynPreTrainedModel",
+    "MnemoDynPretrainingOutput",
     "R2TNetConfig",
     "R2TNetContrastiveOutput",
     "R2TNetForContrastivePretraining",
