@@ -210,16 +210,19 @@ class Swin4DStage(nn.Module):
         batch = hidden_states.shape[0]
         flat = hidden_states.reshape(batch, -1, self.dim)
         flat_mask = token_mask.reshape(batch, -1)
+        layouts = {}  # plain and shifted windows: (index, inverse permutation, mask), built once per stage
         for number, block in enumerate(self.blocks):
             block_shift = shift if number % 2 else (0, 0, 0, 0)
-            index, same_region = shifted_windows(grid, window, block_shift, device=flat.device)
-            keys = flat_mask[:, index]  # (batch, windows, tokens)
-            allowed = keys.unsqueeze(-2)
-            if same_region is not None:
-                allowed = allowed & same_region
-            allowed = allowed | torch.eye(index.shape[1], dtype=torch.bool, device=flat.device)
-            attended = block(flat[:, index], allowed.unsqueeze(2))  # mask (batch, windows, 1, tokens, tokens)
-            flat = attended.flatten(1, 2)[:, torch.argsort(index.flatten())]
+            if block_shift not in layouts:
+                index, same_region = shifted_windows(grid, window, block_shift, device=flat.device)
+                allowed = flat_mask[:, index].unsqueeze(-2)  # (batch, windows, 1, tokens): real keys
+                if same_region is not None:
+                    allowed = allowed & same_region
+                allowed = allowed | torch.eye(index.shape[1], dtype=torch.bool, device=flat.device)
+                # mask (batch, windows, 1, tokens, tokens), broadcast over heads
+                layouts[block_shift] = (index, torch.argsort(index.flatten()), allowed.unsqueeze(2))
+            index, inverse, allowed = layouts[block_shift]
+            flat = block(flat[:, index], allowed).flatten(1, 2)[:, inverse]
         hidden_states = flat.view(batch, *grid, self.dim)
         stage_output = hidden_states
         if self.merging is not None:

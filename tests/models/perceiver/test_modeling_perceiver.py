@@ -81,6 +81,14 @@ def test_no_intermediate_grows_faster_than_the_number_of_inputs():
     assert large < 32000**2 / 100
 
 
+def test_grayordinates_run():
+    model = PerceiverFmriModel(perceiver_config(num_rois=91282, num_hidden_layers=1)).eval()
+    with torch.no_grad():
+        output = model(torch.randn(1, 91282, 16), repetition_time=0.72)
+    assert output.pooler_output.shape == (1, 32)
+    assert torch.isfinite(output.pooler_output).all()
+
+
 def test_processor_for_a_volume_perceiver_is_a_volume_processor():
     assert FmriProcessor.from_model_config(perceiver_volume_config()).input_type == "volume"
     assert FmriProcessor.from_model_config(perceiver_config()).num_rois == NUM_ROIS
