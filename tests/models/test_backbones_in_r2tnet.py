@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from transformers import AutoModel
 
 from r2tnet_hf import R2TNetConfig, R2TNetModel
 from tests.models.tiny_backbones import BACKBONES
@@ -22,6 +23,22 @@ def test_r2tnet_on_each_backbone_gives_a_normalised_signature(name):
     assert output.pooler_output.shape == (2, backbone.hidden_size)
     output.signature.sum().backward()  # the signature is differentiable down to the backbone
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_r2tnet_with_each_backbone_round_trips_through_auto_model(name, tmp_path):
+    make_config, make_inputs = BACKBONES[name]
+    config = R2TNetConfig(backbone_config=make_config(), signature_dim=SIGNATURE, projection_hidden_size=48)
+    model = R2TNetModel(config).eval()
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(reloaded.backbone) is type(model.backbone)
+    saved, loaded = model.config.backbone_config.to_dict(), reloaded.config.backbone_config.to_dict()
+    saved.pop("dtype"), loaded.pop("dtype")  # from_pretrained records the dtype it loaded in
+    assert loaded == saved
+    inputs = make_inputs(2)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).signature, model(**inputs).signature, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -60,6 +77,4 @@ def test_gradient_checkpointing_gives_the_same_gradients(name):
 
 
 def type_of(config):
-    from transformers import AutoModel
-
     return type(AutoModel.from_config(config))
