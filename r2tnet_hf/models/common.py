@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
@@ -221,8 +222,6 @@ class FmriMLP(torch.nn.Module):
 
     def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str = "gelu", dropout: float = 0.0):
         super().__init__()
-        from transformers.activations import ACT2FN
-
         self.fc1 = torch.nn.Linear(hidden_size, intermediate_size)
         self.activation = ACT2FN[hidden_act]
         self.fc2 = torch.nn.Linear(intermediate_size, hidden_size)
