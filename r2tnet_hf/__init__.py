@@ -6,14 +6,27 @@
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForPreTraining
 
-from .configuration import MnemoDynConfig, R2TNetConfig, RoiTransformerConfig
+from .configuration import (
+    CnnGruConfig,
+    MnemoDynConfig,
+    PerceiverFmriConfig,
+    R2TNetConfig,
+    ResNet3DConfig,
+    RoiTransformerConfig,
+    Swin4DConfig,
+    Vit4DConfig,
+)
 from .errors import FmriInputError
 from .modeling import (
+    CnnGruModel,
+    CnnGruPreTrainedModel,
     FmriBackboneOutput,
     MnemoDynForPretraining,
     MnemoDynModel,
     MnemoDynPreTrainedModel,
     MnemoDynPretrainingOutput,
+    PerceiverFmriModel,
+    PerceiverFmriPreTrainedModel,
     R2TNetContrastiveOutput,
     R2TNetForContrastivePretraining,
     R2TNetForPhenotypePrediction,
@@ -21,8 +34,14 @@ from .modeling import (
     R2TNetOutput,
     R2TNetPhenotypeOutput,
     R2TNetPreTrainedModel,
+    ResNet3DModel,
+    ResNet3DPreTrainedModel,
     RoiTransformerModel,
     RoiTransformerPreTrainedModel,
+    Swin4DModel,
+    Swin4DPreTrainedModel,
+    Vit4DModel,
+    Vit4DPreTrainedModel,
 )
 from .processing import FmriProcessor
 
@@ -30,11 +49,17 @@ __version__ = "0.1.0.dev0"
 
 
 def _register() -> None:
-    for config_class, model_class in (
+    pairs = (
         (RoiTransformerConfig, RoiTransformerModel),
-        (R2TNetConfig, R2TNetModel),
+        (Swin4DConfig, Swin4DModel),
+        (Vit4DConfig, Vit4DModel),
+        (ResNet3DConfig, ResNet3DModel),
+        (CnnGruConfig, CnnGruModel),
+        (PerceiverFmriConfig, PerceiverFmriModel),
         (MnemoDynConfig, MnemoDynModel),
-    ):
+        (R2TNetConfig, R2TNetModel),
+    )
+    for config_class, model_class in pairs:
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoModel.register(config_class, model_class, exist_ok=True)
         AutoFeatureExtractor.register(config_class, FmriProcessor, exist_ok=True)
@@ -45,6 +70,9 @@ def _register() -> None:
 _register()
 
 __all__ = [
+    "CnnGruConfig",
+    "CnnGruModel",
+    "CnnGruPreTrainedModel",
     "FmriBackboneOutput",
     "FmriInputError",
     "FmriProcessor",
@@ -53,6 +81,9 @@ __all__ = [
     "MnemoDynModel",
     "MnemoDynPreTrainedModel",
     "MnemoDynPretrainingOutput",
+    "PerceiverFmriConfig",
+    "PerceiverFmriModel",
+    "PerceiverFmriPreTrainedModel",
     "R2TNetConfig",
     "R2TNetContrastiveOutput",
     "R2TNetForContrastivePretraining",
@@ -61,7 +92,16 @@ __all__ = [
     "R2TNetOutput",
     "R2TNetPhenotypeOutput",
     "R2TNetPreTrainedModel",
+    "ResNet3DConfig",
+    "ResNet3DModel",
+    "ResNet3DPreTrainedModel",
     "RoiTransformerConfig",
     "RoiTransformerModel",
     "RoiTransformerPreTrainedModel",
+    "Swin4DConfig",
+    "Swin4DModel",
+    "Swin4DPreTrainedModel",
+    "Vit4DConfig",
+    "Vit4DModel",
+    "Vit4DPreTrainedModel",
 ]

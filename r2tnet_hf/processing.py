@@ -390,7 +390,7 @@ class FmriProcessor(FeatureExtractionMixin):
     def from_model_config(cls, config, **kwargs) -> FmriProcessor:
         """A processor matching a model config (R2T-Net or backbone): expected V, or volume shape."""
         backbone = getattr(config, "backbone_config", None) or config
-        if hasattr(backbone, "num_rois"):
+        if hasattr(backbone, "num_rois") and getattr(backbone, "input_type", "roi") == "roi":
             return cls(input_type="roi", num_rois=backbone.num_rois, **kwargs)
         if hasattr(backbone, "image_size"):
             return cls(input_type="volume", volume_shape=[backbone.num_channels, *backbone.image_size], **kwargs)

@@ -1,4 +1,5 @@
-"""Pieces shared by the fMRI backbones: the output type, input checks, time embedding and masked pooling."""
+"""Pieces shared by the fMRI backbones: the output type, input checks, time embedding, masked pooling, the padding
+rule and a pre-norm SDPA transformer block."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from ..errors import FmriInputError
@@ -163,3 +166,126 @@ def masked_mean_std(features: torch.Tensor, mask: torch.Tensor, eps: float = 1e-
     mean = (features * weights).sum(dim=1) / count
     variance = (((features - mean.unsqueeze(1)) ** 2) * weights).sum(dim=1) / count
     return torch.cat([mean, torch.sqrt(variance + eps)], dim=-1)
+
+
+def pad_to_multiple(values: torch.Tensor, dims: tuple[int, ...], multiples: tuple[int, ...], value=0) -> torch.Tensor:
+    """Pad `values` at the END of each axis in `dims` up to the next multiple of the matching entry of `multiples`.
+
+    This is the one padding rule of the volume backbones: the real data keeps its coordinates (index 0 stays index 0),
+    and the models mask whatever the padding adds.
+    """
+    padding = [0] * (2 * values.ndim)
+    for dim, multiple in zip(dims, multiples):
+        dim = dim % values.ndim
+        # F.pad lists the last axis first.
+        padding[2 * (values.ndim - 1 - dim) + 1] = (-values.shape[dim]) % multiple
+    if not any(padding):
+        return values
+    return torch.nn.functional.pad(values, padding, value=value)
+
+
+class FmriAttention(torch.nn.Module):
+    """Multi-head attention through `F.scaled_dot_product_attention` with a boolean mask (`True` = may attend).
+
+    Args:
+        hidden_size (`int`): query feature size (and output size).
+        num_heads (`int`): attention heads; must divide `hidden_size`.
+        key_value_size (`int`, *optional*): feature size of the keys/values input (cross-attention); defaults to
+            `hidden_size` (self-attention).
+        qkv_bias (`bool`, *optional*, defaults to `True`): bias on the query, key and value projections.
+        dropout (`float`, *optional*, defaults to 0.0): dropout on the attention probabilities.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        key_value_size: int | None = None,
+        qkv_bias: bool = True,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.query = torch.nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.key_value = torch.nn.Linear(key_value_size or hidden_size, 2 * hidden_size, bias=qkv_bias)
+        self.output = torch.nn.Linear(hidden_size, hidden_size)
+        self.dropout = dropout
+
+    def forward(
+        self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`hidden_states` `(..., queries, hidden)`, `context` `(..., keys, key_value_size)` (defaults to
+        `hidden_states`), `mask` boolean, broadcastable to `(..., heads, queries, keys)`. Returns `(..., queries,
+        hidden)`. A query row with no allowed key gives NaN, as in SDPA: callers let every query see itself."""
+        context = hidden_states if context is None else context
+        *lead, queries, hidden = hidden_states.shape
+        query = self.query(hidden_states).unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
+        key, value = self.key_value(context).unflatten(-1, (2, self.num_heads, self.head_dim)).unbind(-3)
+        key, value = key.transpose(-3, -2), value.transpose(-3, -2)
+        dropout = self.dropout if self.training else 0.0
+        attended = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, dropout_p=dropout
+        )
+        return self.output(attended.transpose(-3, -2).reshape(*lead, queries, hidden))
+
+
+class FmriMLP(torch.nn.Module):
+    """Two linear layers with an activation (any key of `transformers.activations.ACT2FN`) and dropout."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str = "gelu", dropout: float = 0.0):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(hidden_size, intermediate_size)
+        self.activation = ACT2FN[hidden_act]
+        self.fc2 = torch.nn.Linear(intermediate_size, hidden_size)
+        self.dropout = torch.nn.Dropout(dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.activation(self.fc1(hidden_states))))
+
+
+class FmriTransformerLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block, x + attn(LN(x)) then x + mlp(LN(x)), shared by the ViT, Swin and Perceiver models.
+
+    `forward(hidden_states, mask, context=None)`: with `context` it is a cross-attention block (the queries are
+    `hidden_states`, the keys and values the normalised `context`).
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        hidden_act: str = "gelu",
+        layer_norm_eps: float = 1e-6,
+        qkv_bias: bool = True,
+        hidden_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        key_value_size: int | None = None,
+    ):
+        super().__init__()
+        self.attention_norm = torch.nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.context_norm = (
+            torch.nn.LayerNorm(key_value_size, eps=layer_norm_eps) if key_value_size is not None else None
+        )
+        self.attention = FmriAttention(hidden_size, num_heads, key_value_size, qkv_bias, attention_dropout)
+        self.mlp_norm = torch.nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.mlp = FmriMLP(hidden_size, intermediate_size, hidden_act, hidden_dropout)
+        self.dropout = torch.nn.Dropout(hidden_dropout)
+
+    def forward(
+        self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if context is not None and self.context_norm is not None:
+            context = self.context_norm(context)
+        attended = self.attention(self.attention_norm(hidden_states), mask, context)
+        hidden_states = hidden_states + self.dropout(attended)
+        return hidden_states + self.mlp(self.mlp_norm(hidden_states))
+
+
+def self_attention_mask(token_mask: torch.Tensor) -> torch.Tensor:
+    """Boolean SDPA mask `(..., 1, tokens, tokens)` from a token mask `(..., tokens)`: every query attends to the real
+    keys, and every token also to itself, so that rows of padding stay finite (they are dropped from pooling)."""
+    tokens = token_mask.shape[-1]
+    eye = torch.eye(tokens, dtype=torch.bool, device=token_mask.device)
+    return (token_mask.unsqueeze(-2) | eye).unsqueeze(-3)

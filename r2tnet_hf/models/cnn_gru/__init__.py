@@ -1,0 +1,4 @@
+from .configuration_cnn_gru import CnnGruConfig
+from .modeling_cnn_gru import CnnGruModel, CnnGruPreTrainedModel
+
+__all__ = ["CnnGruConfig", "CnnGruModel", "CnnGruPreTrainedModel"]

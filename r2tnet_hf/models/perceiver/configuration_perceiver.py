@@ -1,0 +1,123 @@
+"""PerceiverFmri configuration."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+
+@strict
+class PerceiverFmriConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`PerceiverFmriModel`], a Perceiver IO encoder: learned latents cross-attend over input tokens,
+    then self-attend. Memory is linear in the number of input tokens.
+
+    Args:
+        input_type (`str`, *optional*, defaults to `"roi"`):
+            `"roi"`: series `(batch_size, num_rois, num_timepoints)` (parcels or grayordinates); one token per ROI
+            and time patch. `"volume"`: `(batch_size, num_channels, height, width, depth, num_timepoints)`; one token
+            per spatial patch and time patch (voxel tokens).
+        num_rois (`int`, *optional*, defaults to 400):
+            V for ROI input (91282 for CIFTI grayordinates). Ignored for volumes.
+        roi_embedding_size (`int`, *optional*, defaults to 32):
+            Size of the learned per-ROI embedding table, projected to `hidden_size` (V × 32 parameters, not V ×
+            hidden).
+        num_channels (`int`, *optional*, defaults to 1):
+            Channels of volume input.
+        image_size (`list[int]`, *optional*, defaults to `[96, 96, 96]`):
+            Nominal (H, W, D) of volume input; any size works (positions are Fourier features of voxel coordinates).
+        num_frames (`int`, *optional*, defaults to 20):
+            Nominal frames per window; any number works.
+        spatial_patch_size (`list[int]`, *optional*, defaults to `[8, 8, 8]`):
+            Voxels per volume token along (H, W, D).
+        time_patch_size (`int`, *optional*, defaults to 4):
+            Frames per token.
+        num_latents (`int`, *optional*, defaults to 256):
+            Number of learned latents (N).
+        hidden_size (`int`, *optional*, defaults to 256):
+            Latent (and token) features.
+        num_hidden_layers (`int`, *optional*, defaults to 6):
+            Latent self-attention blocks after the cross-attention.
+        num_attention_heads (`int`, *optional*, defaults to 8):
+            Heads of the latent self-attention.
+        num_cross_attention_heads (`int`, *optional*, defaults to 1):
+            Heads of the cross-attention.
+        intermediate_size (`int`, *optional*, defaults to 1024):
+            MLP hidden size.
+        input_chunk_size (`int`, *optional*, defaults to 16384):
+            Input tokens per cross-attention chunk. Tokens are embedded and attended chunk by chunk with an online
+            softmax, so the peak memory of a forward pass is `O(N · chunk)` beyond the input itself.
+        hidden_act (`str`, *optional*, defaults to `"gelu"`):
+            MLP activation.
+        hidden_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Dropout after attention and MLP.
+        attention_probs_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Dropout on the latent self-attention probabilities.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-6):
+            Epsilon of the layer norms.
+        qkv_bias (`bool`, *optional*, defaults to `True`):
+            Bias on query, key and value projections.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the truncated-normal initialisation.
+        time_embedding_max_period (`float`, *optional*, defaults to 10000.0):
+            Longest period, in seconds, of the sinusoidal time features.
+
+    Example:
+        >>> from r2tnet_hf import PerceiverFmriConfig, PerceiverFmriModel
+        >>> model = PerceiverFmriModel(PerceiverFmriConfig(num_rois=91282))  # grayordinates
+    """
+
+    model_type = "perceiver_fmri"
+
+    input_type: str = "roi"
+    num_rois: int = 400
+    roi_embedding_size: int = 32
+    num_channels: int = 1
+    image_size: list[int] | tuple[int, ...] = (96, 96, 96)
+    num_frames: int = 20
+    spatial_patch_size: list[int] | tuple[int, ...] = (8, 8, 8)
+    time_patch_size: int = 4
+    num_latents: int = 256
+    hidden_size: int = 256
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 8
+    num_cross_attention_heads: int = 1
+    intermediate_size: int = 1024
+    input_chunk_size: int = 16384
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    layer_norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    initializer_range: float = 0.02
+    time_embedding_max_period: float = 10000.0
+
+    def __post_init__(self, **kwargs):
+        self.image_size = list(self.image_size)
+        self.spatial_patch_size = list(self.spatial_patch_size)
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self):
+        super().validate_architecture()
+        if self.input_type not in ("roi", "volume"):
+            raise ValueError(f"input_type must be 'roi' or 'volume', got {self.input_type!r}")
+        if len(self.image_size) != 3 or len(self.spatial_patch_size) != 3:
+            raise ValueError("image_size and spatial_patch_size need 3 entries (H, W, D)")
+        sizes = [self.num_rois, self.roi_embedding_size, self.num_channels, self.time_patch_size, self.num_latents]
+        sizes += [self.num_hidden_layers, self.input_chunk_size, *self.spatial_patch_size]
+        if min(sizes) < 1:
+            raise ValueError("PerceiverFmriConfig sizes must be >= 1")
+        for heads in (self.num_attention_heads, self.num_cross_attention_heads):
+            if self.hidden_size % heads:
+                raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of the head count ({heads})")
+
+    @property
+    def token_size(self) -> int:
+        """Values in one input token."""
+        if self.input_type == "roi":
+            return self.time_patch_size
+        sx, sy, sz = self.spatial_patch_size
+        return self.num_channels * sx * sy * sz * self.time_patch_size
+
+
+__all__ = ["PerceiverFmriConfig"]

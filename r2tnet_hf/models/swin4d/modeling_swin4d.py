@@ -1,0 +1,332 @@
+"""Swin4D: a 4-D shifted-window transformer over fMRI volumes, in the design of SwiFT (Kim et al., NeurIPS 2023).
+
+Input `(batch, C, H, W, D, T)` → 4-D patches (6×6×6×1 by default) → stages of window attention over (H, W, D, T)
+windows, alternating plain and shifted windows → patch merging over space only between stages → global attention in
+the last stage → masked mean pool.
+
+**Shifted windows.** As in Swin, a shifted block rolls the token grid by `-window // 2` along each axis
+(`torch.roll`), partitions the rolled grid into windows, and masks attention between tokens that came from different
+regions across the cyclic wrap. In original coordinates, a token then attends exactly to the tokens of its window on
+a grid whose window borders are moved by the shift, `(coordinate - shift) // window` equal on every axis.
+
+**Padding rule (any input size).** (1) The volume is zero-padded at the END of each axis (H, W, D, T) up to the next
+multiple of `patch_size`; a token holding at least one real voxel and one real frame is real. (2) At every stage, the
+token grid is padded at the end of each axis up to the next multiple of the stage's window (and, on the spatial axes,
+of 2 when a patch merging follows). Padded tokens and tokens of masked frames (`attention_mask = 0`) are never keys
+for real tokens, are zeroed before merging, and are left out of the pool. Because padding is only ever appended,
+adding masked frames at the end of a scan leaves the real tokens' outputs unchanged.
+
+**Positions.** Each stage adds an absolute position embedding: a learned projection of sinusoidal features of the
+token centre in voxels (H, W, D) plus one of the token time in seconds (frame × `repetition_time`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+
+from ..common import (
+    FmriBackboneOutput,
+    FmriTransformerLayer,
+    check_volume_inputs,
+    masked_mean,
+    pad_to_multiple,
+    sinusoidal_time_embedding,
+)
+from .configuration_swin4d import Swin4DConfig
+
+POSITION_FEATURES = 32  # sinusoidal features per axis
+SPACE_MAX_PERIOD = 1000.0  # voxels
+
+
+def shifted_windows(
+    grid: tuple[int, ...], window: tuple[int, ...], shift: tuple[int, ...], device=None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The windows of a (possibly shifted) 4-D token grid.
+
+    Args:
+        grid (`tuple[int]`): token grid (H, W, D, T); each entry a multiple of the matching `window` entry.
+        window (`tuple[int]`): window size per axis.
+        shift (`tuple[int]`): cyclic shift per axis (0 for plain windows), less than the window.
+
+    Returns:
+        `index` (`torch.LongTensor` of shape `(num_windows, window_volume)`): the flat (row-major) position in the
+        original grid of each token of each window of the rolled grid; a permutation of all tokens.
+        `same_region` (`torch.BoolTensor` of shape `(num_windows, window_volume, window_volume)` or `None`): for a
+        shifted grid, whether two tokens of a window came from the same region (not across the cyclic wrap);
+        `None` when nothing is shifted.
+    """
+    positions = torch.arange(math.prod(grid), device=device).view(grid)
+    rolled = torch.roll(positions, shifts=[-s for s in shift], dims=list(range(len(grid))))
+    index = _partition(rolled, window)
+    if not any(shift):
+        return index, None
+    region = torch.zeros(grid, dtype=torch.long, device=device)
+    for axis, (size, win, step) in enumerate(zip(grid, window, shift)):
+        if not step:
+            continue
+        coordinate = torch.arange(size, device=device)
+        # Swin's three slices of the rolled axis: [0, size - win), [size - win, size - step), [size - step, size).
+        axis_region = (coordinate >= size - win).long() + (coordinate >= size - step).long()
+        view = [1] * len(grid)
+        view[axis] = size
+        region = region * 3 + axis_region.view(view)
+    region = _partition(region, window)
+    return index, region.unsqueeze(-1) == region.unsqueeze(-2)
+
+
+def _partition(grid_values: torch.Tensor, window: tuple[int, ...]) -> torch.Tensor:
+    """`(g0, g1, g2, g3)` → `(num_windows, w0·w1·w2·w3)`, windows in row-major order."""
+    split = []
+    for size, win in zip(grid_values.shape, window):
+        split += [size // win, win]
+    blocks = grid_values.reshape(split).permute(0, 2, 4, 6, 1, 3, 5, 7)
+    return blocks.reshape(-1, math.prod(window))
+
+
+class Swin4DPatchEmbedding(nn.Module):
+    """4-D patches → tokens `(batch, h, w, d, t, embed_dim)`, with the token mask and the token times in seconds."""
+
+    def __init__(self, config: Swin4DConfig):
+        super().__init__()
+        self.patch_size = tuple(config.patch_size)
+        self.projection = nn.Linear(config.num_channels * math.prod(self.patch_size), config.embed_dim)
+        self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+
+    def forward(self, fmri_values: torch.Tensor, frame_mask: torch.Tensor, repetition_time: torch.Tensor):
+        ph, pw, pd, pt = self.patch_size
+        values = fmri_values * frame_mask[:, None, None, None, None, :].to(fmri_values.dtype)
+        values = pad_to_multiple(values, (2, 3, 4, 5), self.patch_size)
+        frame_mask = pad_to_multiple(frame_mask, (1,), (pt,), value=False)
+        batch, channels, height, width, depth, frames = values.shape
+        grid = (height // ph, width // pw, depth // pd, frames // pt)
+        patches = values.reshape(batch, channels, grid[0], ph, grid[1], pw, grid[2], pd, grid[3], pt)
+        patches = patches.permute(0, 2, 4, 6, 8, 1, 3, 5, 7, 9).reshape(batch, *grid, -1)
+        tokens = self.norm(self.projection(patches))
+        time_mask = frame_mask.view(batch, grid[3], pt).any(dim=-1)
+        token_mask = time_mask[:, None, None, None, :].expand(batch, *grid).contiguous()
+        centre_frame = torch.arange(grid[3], device=values.device, dtype=torch.float32) * pt + (pt - 1) / 2
+        seconds = centre_frame.unsqueeze(0) * repetition_time.unsqueeze(1)
+        return tokens, token_mask, seconds
+
+
+class Swin4DPositionEmbedding(nn.Module):
+    """Absolute space + time positions of one stage: sinusoidal features of the token centre (voxels) and of its
+    time (seconds), each through a learned linear map to the stage's features."""
+
+    def __init__(self, dim: int, voxels_per_token: tuple[int, int, int], time_max_period: float):
+        super().__init__()
+        self.voxels_per_token = voxels_per_token
+        self.time_max_period = time_max_period
+        self.space_projection = nn.Linear(3 * POSITION_FEATURES, dim)
+        self.time_projection = nn.Linear(POSITION_FEATURES, dim)
+
+    def forward(self, grid: tuple[int, ...], seconds: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        device = seconds.device
+        axes = []
+        for axis, size in enumerate(grid[:3]):
+            centre = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) * self.voxels_per_token[axis]
+            features = sinusoidal_time_embedding(centre[None], POSITION_FEATURES, SPACE_MAX_PERIOD)[0]
+            view = [1, 1, 1, POSITION_FEATURES]
+            view[axis] = size
+            axes.append(features.view(view).expand(*grid[:3], POSITION_FEATURES))
+        space = self.space_projection(torch.cat(axes, dim=-1).to(dtype))  # (h, w, d, dim)
+        time = self.time_projection(
+            sinusoidal_time_embedding(seconds, POSITION_FEATURES, self.time_max_period).to(dtype)
+        )  # (batch, t, dim)
+        return space[None, :, :, :, None, :] + time[:, None, None, None, :, :]
+
+
+class Swin4DPatchMerging(nn.Module):
+    """2×2×2 neighbouring tokens (space only; time is kept) → one token with twice the features."""
+
+    def __init__(self, dim: int, layer_norm_eps: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(8 * dim, eps=layer_norm_eps)
+        self.reduction = nn.Linear(8 * dim, 2 * dim, bias=False)
+
+    def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden_states = hidden_states * token_mask.unsqueeze(-1).to(hidden_states.dtype)
+        batch, height, width, depth, frames, dim = hidden_states.shape
+        grouped = hidden_states.view(batch, height // 2, 2, width // 2, 2, depth // 2, 2, frames, dim)
+        grouped = grouped.permute(0, 1, 3, 5, 7, 2, 4, 6, 8).reshape(
+            batch, height // 2, width // 2, depth // 2, frames, -1
+        )
+        merged_mask = token_mask.view(batch, height // 2, 2, width // 2, 2, depth // 2, 2, frames).any(dim=(2, 4, 6))
+        return self.reduction(self.norm(grouped)), merged_mask
+
+
+class Swin4DStage(nn.Module):
+    """Position embedding, `depth` window-attention blocks (plain, shifted, plain, ...), then optional merging."""
+
+    def __init__(self, config: Swin4DConfig, stage: int):
+        super().__init__()
+        self.dim = config.embed_dim * 2**stage
+        self.window_size = tuple(config.window_size)
+        self.is_last = stage == len(config.depths) - 1
+        self.is_global = self.is_last and config.global_attention_last_stage
+        scale = 2**stage
+        voxels = tuple(p * scale for p in config.patch_size[:3])
+        self.position_embedding = Swin4DPositionEmbedding(self.dim, voxels, config.time_embedding_max_period)
+        self.blocks = nn.ModuleList(
+            FmriTransformerLayer(
+                self.dim,
+                config.num_heads[stage],
+                int(self.dim * config.mlp_ratio),
+                hidden_act=config.hidden_act,
+                layer_norm_eps=config.layer_norm_eps,
+                qkv_bias=config.qkv_bias,
+                hidden_dropout=config.hidden_dropout_prob,
+                attention_dropout=config.attention_probs_dropout_prob,
+            )
+            for _ in range(config.depths[stage])
+        )
+        self.merging = None if self.is_last else Swin4DPatchMerging(self.dim, config.layer_norm_eps)
+
+    def windows_for(self, grid: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Window and shift of this stage for a token grid (before padding)."""
+        if self.is_global:
+            return tuple(grid), (0, 0, 0, 0)
+        window = tuple(min(w, g) for w, g in zip(self.window_size, grid))
+        shift = tuple(w // 2 if w < g else 0 for w, g in zip(window, grid))
+        return window, shift
+
+    def forward(self, hidden_states, token_mask, seconds, time_patch: int, repetition_time):
+        window, shift = self.windows_for(tuple(hidden_states.shape[1:5]))
+        multiples = tuple(math.lcm(w, 1 if (self.is_last or axis == 3) else 2) for axis, w in enumerate(window))
+        hidden_states = pad_to_multiple(hidden_states, (1, 2, 3, 4), multiples)
+        token_mask = pad_to_multiple(token_mask, (1, 2, 3, 4), multiples, value=False)
+        grid = tuple(hidden_states.shape[1:5])
+        if grid[3] > seconds.shape[1]:  # padded frames continue the time grid
+            extra = torch.arange(seconds.shape[1], grid[3], device=seconds.device, dtype=torch.float32)
+            extra = (extra * time_patch + (time_patch - 1) / 2).unsqueeze(0) * repetition_time.unsqueeze(1)
+            seconds = torch.cat([seconds, extra], dim=1)
+        hidden_states = hidden_states + self.position_embedding(grid, seconds, hidden_states.dtype)
+
+        batch = hidden_states.shape[0]
+        flat = hidden_states.reshape(batch, -1, self.dim)
+        flat_mask = token_mask.reshape(batch, -1)
+        layouts = {}  # plain and shifted windows: (index, inverse permutation, mask), built once per stage
+        for number, block in enumerate(self.blocks):
+            block_shift = shift if number % 2 else (0, 0, 0, 0)
+            if block_shift not in layouts:
+                index, same_region = shifted_windows(grid, window, block_shift, device=flat.device)
+                allowed = flat_mask[:, index].unsqueeze(-2)  # (batch, windows, 1, tokens): real keys
+                if same_region is not None:
+                    allowed = allowed & same_region
+                allowed = allowed | torch.eye(index.shape[1], dtype=torch.bool, device=flat.device)
+                # mask (batch, windows, 1, tokens, tokens), broadcast over heads
+                layouts[block_shift] = (index, torch.argsort(index.flatten()), allowed.unsqueeze(2))
+            index, inverse, allowed = layouts[block_shift]
+            flat = block(flat[:, index], allowed).flatten(1, 2)[:, inverse]
+        hidden_states = flat.view(batch, *grid, self.dim)
+        stage_output = hidden_states
+        if self.merging is not None:
+            hidden_states, token_mask = self.merging(hidden_states, token_mask)
+        return hidden_states, token_mask, seconds, stage_output
+
+
+class Swin4DPreTrainedModel(PreTrainedModel):
+    config: Swin4DConfig
+    config_class = Swin4DConfig
+    base_model_prefix = "swin4d"
+    main_input_name = "fmri_values"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["FmriTransformerLayer"]
+
+    def _init_weights(self, module: nn.Module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+class Swin4DModel(Swin4DPreTrainedModel):
+    r"""
+    The Swin4D backbone: fMRI volumes → token features of the last stage and a pooled feature per scan.
+
+    Example:
+        >>> import torch
+        >>> from r2tnet_hf import Swin4DConfig, Swin4DModel
+        >>> config = Swin4DConfig(image_size=[12, 12, 12], num_frames=4, patch_size=[2, 2, 2, 1],
+        ...                       window_size=[2, 2, 2, 2], embed_dim=16, depths=[2, 2], num_heads=[2, 4])
+        >>> out = Swin4DModel(config)(torch.randn(2, 1, 12, 12, 12, 4), repetition_time=0.8)
+        >>> out.pooler_output.shape  # config.hidden_size = 16 * 2
+        torch.Size([2, 32])
+    """
+
+    def __init__(self, config: Swin4DConfig):
+        super().__init__(config)
+        self.embeddings = Swin4DPatchEmbedding(config)
+        self.stages = nn.ModuleList(Swin4DStage(config, stage) for stage in range(len(config.depths)))
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def forward(
+        self,
+        fmri_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        repetition_time: torch.Tensor | float | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> FmriBackboneOutput | tuple:
+        r"""
+        Args:
+            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width, depth, num_timepoints)`):
+                The volumes, time last. Any (H, W, D, T): sizes that do not divide the strides are padded and masked.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
+                1 for real frames, 0 for padding. Defaults to all ones.
+            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
+                Seconds per frame. Required: token times are in seconds.
+            output_attentions (`bool`, *optional*):
+                Not supported (attention runs in SDPA); `attentions` is `None`.
+            output_hidden_states (`bool`, *optional*):
+                Return every stage's output (before merging), flattened to `(batch_size, tokens, features)`.
+
+        Returns:
+            [`FmriBackboneOutput`]: `last_hidden_state` `(batch_size, tokens, hidden_size)` over the last stage's
+            (padded) grid in row-major (H, W, D, T) order, `token_mask` marking its real tokens, and `pooler_output`
+            `(batch_size, hidden_size)`, their masked mean.
+        """
+        output_hidden_states = bool(
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        fmri_values, frame_mask, repetition_time = check_volume_inputs(
+            fmri_values, attention_mask, repetition_time, self.config.num_channels
+        )
+        fmri_values = fmri_values.to(self.embeddings.projection.weight.dtype)
+        hidden_states, token_mask, seconds = self.embeddings(fmri_values, frame_mask, repetition_time)
+        all_hidden_states = () if output_hidden_states else None
+        time_patch = self.config.patch_size[3]
+        for stage in self.stages:
+            hidden_states, token_mask, seconds, stage_output = stage(
+                hidden_states, token_mask, seconds, time_patch, repetition_time
+            )
+            if output_hidden_states:
+                all_hidden_states += (stage_output.flatten(1, 4),)
+        batch = hidden_states.shape[0]
+        hidden_states = self.norm(hidden_states.reshape(batch, -1, self.config.hidden_size))
+        token_mask = token_mask.reshape(batch, -1)
+        output = FmriBackboneOutput(
+            last_hidden_state=hidden_states,
+            pooler_output=masked_mean(hidden_states, token_mask),
+            token_mask=token_mask,
+            hidden_states=all_hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["Swin4DModel", "Swin4DPreTrainedModel"]

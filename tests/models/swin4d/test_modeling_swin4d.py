@@ -1,0 +1,160 @@
+import os
+
+import pytest
+import torch
+from nibabel.testing import data_path
+
+from r2tnet_hf import FmriProcessor, Swin4DConfig, Swin4DModel
+from r2tnet_hf.data.io import read_series
+from r2tnet_hf.models.swin4d.modeling_swin4d import shifted_windows
+from tests.model_tester import ModelTesterMixin
+from tests.models.tiny_backbones import FRAMES, swin4d_config, volume_inputs
+
+
+class TestSwin4DModel(ModelTesterMixin):
+    model_classes = (Swin4DModel,)
+
+    def get_config(self):
+        return swin4d_config()
+
+    def get_inputs(self, model_class, batch_size):
+        return volume_inputs(batch_size)
+
+    def output_tensor(self, output):
+        return output.last_hidden_state
+
+    def check_output_shapes(self, model, output, inputs):
+        # 8³ voxels / patch 2 = 4³ tokens, merged once to 2³; time is never merged.
+        assert output.last_hidden_state.shape == (self.batch_size, 2 * 2 * 2 * FRAMES, 32)
+        assert output.pooler_output.shape == (self.batch_size, 32)
+        assert output.token_mask.all()
+
+
+def attention_pairs(grid, window, shift):
+    """`(tokens, tokens)` boolean: may token i attend to token j, built from the model's window construction."""
+    index, same_region = shifted_windows(grid, window, shift)
+    tokens = index.numel()
+    allowed = torch.zeros(tokens, tokens, dtype=torch.bool)
+    within = torch.ones(index.shape[1], index.shape[1], dtype=torch.bool)
+    for number, members in enumerate(index):
+        block = within if same_region is None else same_region[number]
+        allowed[members[:, None], members[None, :]] = block
+    return allowed
+
+
+def brute_force_pairs(grid, window, shift):
+    """From original coordinates: i and j share a window of the grid whose borders are moved by the shift."""
+    coordinates = torch.stack(torch.meshgrid(*(torch.arange(g) for g in grid), indexing="ij"), dim=-1).reshape(-1, 4)
+    cell = torch.div(coordinates - torch.tensor(shift), torch.tensor(window), rounding_mode="floor")
+    return (cell[:, None, :] == cell[None, :, :]).all(dim=-1), coordinates
+
+
+@pytest.mark.parametrize(
+    ("grid", "window", "shift"),
+    [
+        ((4, 4, 4, 4), (2, 2, 2, 2), (1, 1, 1, 1)),
+        ((4, 6, 2, 4), (2, 3, 2, 2), (1, 1, 0, 1)),
+        ((4, 4, 4, 4), (2, 2, 2, 2), (0, 0, 0, 0)),
+    ],
+)
+def test_shifted_window_mask_matches_brute_force(grid, window, shift):
+    allowed = attention_pairs(grid, window, shift)
+    expected, coordinates = brute_force_pairs(grid, window, shift)
+    assert torch.equal(allowed, expected)
+    # Never across a window border or the cyclic wrap: allowed pairs are less than a window apart on every axis.
+    i, j = torch.nonzero(allowed, as_tuple=True)
+    assert ((coordinates[i] - coordinates[j]).abs() < torch.tensor(window)).all()
+    # The rolled windows really are shifted: the grid is a permutation and some window crosses an unshifted border.
+    index, _ = shifted_windows(grid, window, shift)
+    assert torch.equal(index.flatten().sort().values, torch.arange(index.numel()))
+    if any(shift):
+        unshifted, _ = brute_force_pairs(grid, window, (0, 0, 0, 0))
+        assert (allowed & ~unshifted).any()
+
+
+def test_shifted_block_only_mixes_tokens_within_a_shifted_window():
+    """Through a real shifted block: perturbing one token changes exactly the tokens of its shifted window."""
+    model = Swin4DModel(swin4d_config()).eval()
+    stage = model.stages[0]
+    grid, window, shift = (4, 4, 4, 4), (2, 2, 2, 2), (1, 1, 1, 1)
+    index, same_region = shifted_windows(grid, window, shift)
+    hidden = torch.randn(1, 256, 16)
+    keys = torch.ones(1, *index.shape, dtype=torch.bool)
+    mask = (keys.unsqueeze(-2) & same_region).unsqueeze(2)
+    block = stage.blocks[1]
+
+    def run(x):
+        return block(x[:, index], mask).flatten(1, 2)[:, torch.argsort(index.flatten())]
+
+    with torch.no_grad():
+        base = run(hidden)
+        perturbed = hidden.clone()
+        token = 85  # coordinate (1, 1, 1, 1): its shifted window is [1, 3)⁴, 16 tokens
+        perturbed[0, token] += torch.randn(16)  # not a constant: LayerNorm would remove it
+        changed = (run(perturbed) - base).abs().amax(dim=-1)[0] > 1e-6
+    expected, _ = brute_force_pairs(grid, window, shift)
+    assert expected[token].sum() == 16
+    assert torch.equal(changed, expected[token])
+
+
+def test_appended_masked_frames_leave_real_tokens_unchanged():
+    model = Swin4DModel(swin4d_config()).eval()
+    real = volume_inputs(2, frames=4)
+    padded = volume_inputs(2, frames=7)  # 3 frames of garbage appended: the time grid is padded differently
+    padded["fmri_values"][..., :4] = real["fmri_values"]
+    padded["attention_mask"][:, 4:] = 0
+    with torch.no_grad():
+        alone = model(**real)
+        with_padding = model(**padded)
+    grid_alone = alone.last_hidden_state.view(2, 2, 2, 2, 4, 32)
+    grid_padded = with_padding.last_hidden_state.view(2, 2, 2, 2, -1, 32)
+    torch.testing.assert_close(grid_padded[..., :4, :], grid_alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(with_padding.pooler_output, alone.pooler_output, atol=1e-5, rtol=0)
+    assert not with_padding.token_mask.view(2, 2, 2, 2, -1)[..., 4:].any()
+
+
+def test_sizes_that_do_not_divide_the_strides_are_padded_and_masked():
+    """13×11×12 voxels, 5 frames with patch 2 and window 2 (time window 2 → 6 frames after padding)."""
+    model = Swin4DModel(swin4d_config()).eval()
+    inputs = volume_inputs(2, frames=5, size=(13, 11, 12))
+    with torch.no_grad():
+        output = model(**inputs, output_hidden_states=True)
+    # Stage 0: tokens 7×6×6×5, padded to 8×6×6×6; the merged grid is 4×3×3×6, 5 real frames each.
+    assert output.hidden_states[0].shape == (2, 8 * 6 * 6 * 6, 16)
+    assert output.last_hidden_state.shape == (2, 4 * 3 * 3 * 6, 32)
+    mask = output.token_mask.view(2, 4, 3, 3, 6)
+    assert mask[..., :5].all() and not mask[..., 5].any()
+    assert torch.isfinite(output.last_hidden_state).all()
+    # The padding is not in the pooled features: a second padding rule (pad by hand, mask the extra frame) agrees.
+    by_hand = volume_inputs(2, frames=6, size=(13, 11, 12))
+    by_hand["fmri_values"][..., :5] = inputs["fmri_values"]
+    by_hand["attention_mask"][:, 5] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(model(**by_hand).pooler_output, output.pooler_output, atol=1e-5, rtol=0)
+
+
+def test_default_config_is_swift():
+    config = Swin4DConfig()
+    assert config.patch_size == [6, 6, 6, 1] and config.window_size == [4, 4, 4, 4]
+    assert config.depths == [2, 2, 6, 2] and config.num_heads == [3, 6, 12, 24] and config.embed_dim == 36
+    assert config.hidden_size == 288 and config.image_size == [96, 96, 96] and config.num_frames == 20
+    model = Swin4DModel(config)
+    assert model.stages[-1].is_global and model.stages[0].windows_for((16, 16, 16, 20)) == (
+        (4, 4, 4, 4),
+        (2, 2, 2, 2),
+    )
+
+
+def test_nibabel_example4d_through_the_processor_into_swin4d():
+    path = os.path.join(data_path, "example4d.nii.gz")
+    series = read_series(path)
+    assert series.data.shape == (1, 128, 96, 24, 2)
+    processor = FmriProcessor(input_type="volume", volume_shape=[1, 128, 96, 24], min_length=1)
+    batch = processor([path], return_tensors="pt")
+    config = swin4d_config(image_size=[128, 96, 24], num_frames=2, patch_size=[16, 16, 4, 1])
+    model = Swin4DModel(config).eval()
+    with torch.no_grad():
+        output = model(**batch)
+    assert output.pooler_output.shape == (1, 32)
+    assert torch.isfinite(output.pooler_output).all()
+    assert FmriProcessor.from_model_config(config).input_type == "volume"
