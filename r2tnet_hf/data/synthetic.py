@@ -59,8 +59,13 @@ def make_synthetic_cohort(
     correlation_time: float = 3.0,
     task_amplitude: float = 1.0,
     seed: int = 0,
+    roi_labels: list[str] | None = None,
 ) -> Manifest:
-    """Write the cohort under `out_dir` (one TSV per scan, rows = timepoints) and `out_dir/manifest.tsv`."""
+    """Write the cohort under `out_dir` (one TSV per scan, rows = timepoints) and `out_dir/manifest.tsv`.
+
+    `roi_labels` names the columns (default `roi_000`, ...); giving another cohort's names puts both in one parcel
+    order, so one model and processor read both.
+    """
     if subjects < 1 or sessions < 1 or rois < 2 or frames < 2:
         raise ValueError("need subjects >= 1, sessions >= 1, rois >= 2 and frames >= 2")
     out_dir = Path(out_dir)
@@ -70,7 +75,9 @@ def make_synthetic_cohort(
     readout = generator.standard_normal((rois, rois))
     design = block_design(frames, repetition_time)
     rho = float(np.exp(-repetition_time / correlation_time))
-    labels = [f"roi_{i:03d}" for i in range(rois)]
+    labels = list(roi_labels) if roi_labels is not None else [f"roi_{i:03d}" for i in range(rois)]
+    if len(labels) != rois:
+        raise ValueError(f"roi_labels has {len(labels)} names for {rois} ROIs")
     own = [generator.standard_normal((rois, rois)) for _ in range(subjects)]
     raw_scores = np.array([float(np.sum(readout * b)) / rois for b in own])
     scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() or 1.0) + 0.3 * generator.standard_normal(subjects)

@@ -108,17 +108,23 @@ def _numeric(value) -> float | None:
     return float(value)
 
 
+# Counts the training loop records beside its metrics (how many subjects or rows were scored): not metrics.
+COUNT_METRICS = ("subjects", "subjects_paired", "rows", "missing_targets")
+
+
 def recorded_metrics(run: RunRecord) -> list[tuple[str, str, float, bool]]:
-    """`(split, metric, value, is_fc_baseline)` for every finite number the run recorded, validation first."""
+    """`(split, metric, value, is_fc_baseline)` for every finite metric the run recorded, validation first (counts
+    such as `val_subjects` are left out)."""
     rows = []
     default_split = run.eval_results.get("split") or "validation"
     for key, value in (run.eval_results.get("metrics") or {}).items():
         metric, split = split_metric(key)
         if (number := _numeric(value)) is not None:
-            rows.append((split or default_split, metric, number, False))
+            if metric not in COUNT_METRICS:
+                rows.append((split or default_split, metric, number, False))
     for key, value in (run.test_results.get("metrics") or {}).items():
         metric, split = split_metric(key)
-        if (number := _numeric(value)) is not None:
+        if (number := _numeric(value)) is not None and metric not in COUNT_METRICS:
             rows.append((split or "test", metric, number, False))
     for key, value in (run.test_results.get("fc_baseline") or {}).items():
         metric, split = split_metric(key)

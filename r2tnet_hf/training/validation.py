@@ -87,32 +87,49 @@ def identification_metrics(features_a: np.ndarray, features_b: np.ndarray) -> di
     return metrics
 
 
-def validate_pretraining(model, shards: ShardFolder, subjects, pairing: str, temperature: float, device) -> dict:
-    """Rank-1 identification of held-out subjects from signatures and from FC, and the NT-Xent loss of their pairs."""
+def paired_features(model, shards: ShardFolder, subjects, pairing: str, device, with_fc: bool = True) -> dict:
+    """Signatures (and FC) of the chosen subjects, averaged per subject and side ("a"/"b", see `fingerprint_pairing`).
+
+    Returns `{"subjects": [...], "a", "b"` (signatures, row i = subject i), `"fc_a", "fc_b"` (when ROI data),
+    `"unpaired": [...]}`; subjects without rows on both sides are listed in `unpaired`, not dropped silently.
+    """
     rows = select_rows(shards, subjects)
     meta = shards.metadata
     side_of = fingerprint_pairing(shards, rows, pairing)
-    signatures = encode_rows(model, shards, rows, device)
-    by_side = _side_means(signatures, rows, side_of, meta["subject"])
+    by_side = _side_means(encode_rows(model, shards, rows, device), rows, side_of, meta["subject"])
     paired = sorted(s for s in set(subjects) if (s, "a") in by_side and (s, "b") in by_side)
-    metrics = {"val_subjects": len(set(subjects)), "val_subjects_paired": len(paired)}
-    if len(paired) < 2:
-        return metrics
-    a = np.stack([by_side[(s, "a")] for s in paired])
-    b = np.stack([by_side[(s, "b")] for s in paired])
-    for key, value in identification_metrics(a, b).items():
-        metrics[f"val_fingerprint_{key}"] = value
-    ids = torch.arange(len(paired)).repeat(2)
-    metrics["val_loss"] = float(
-        nt_xent_loss(torch.from_numpy(np.concatenate([a, b])), ids, temperature=temperature, gather=False)
-    )
-    if shards.processor.input_type == "roi":
+    result = {
+        "subjects": paired,
+        "unpaired": sorted(set(subjects) - set(paired)),
+        "a": np.stack([by_side[(s, "a")] for s in paired]) if paired else None,
+        "b": np.stack([by_side[(s, "b")] for s in paired]) if paired else None,
+    }
+    if with_fc and shards.processor.input_type == "roi" and paired:
         fc = np.stack([functional_connectivity(decode_array(shards.read_row(row))) for row in rows])
         fc_by_side = _side_means(fc, rows, side_of, meta["subject"])
-        fa = np.stack([fc_by_side[(s, "a")] for s in paired])
-        fb = np.stack([fc_by_side[(s, "b")] for s in paired])
-        for key, value in identification_metrics(fa, fb).items():
-            metrics[f"val_fc_{key}"] = value
+        result["fc_a"] = np.stack([fc_by_side[(s, "a")] for s in paired])
+        result["fc_b"] = np.stack([fc_by_side[(s, "b")] for s in paired])
+    return result
+
+
+def validate_pretraining(
+    model, shards: ShardFolder, subjects, pairing: str, temperature: float, device, prefix: str = "val"
+) -> dict:
+    """Rank-1 identification of held-out subjects from signatures and from FC, and the NT-Xent loss of their pairs."""
+    found = paired_features(model, shards, subjects, pairing, device)
+    metrics = {f"{prefix}_subjects": len(set(subjects)), f"{prefix}_subjects_paired": len(found["subjects"])}
+    if len(found["subjects"]) < 2:
+        return metrics
+    a, b = found["a"], found["b"]
+    for key, value in identification_metrics(a, b).items():
+        metrics[f"{prefix}_fingerprint_{key}"] = value
+    ids = torch.arange(len(a)).repeat(2)
+    metrics[f"{prefix}_loss"] = float(
+        nt_xent_loss(torch.from_numpy(np.concatenate([a, b])), ids, temperature=temperature, gather=False)
+    )
+    if "fc_a" in found:
+        for key, value in identification_metrics(found["fc_a"], found["fc_b"]).items():
+            metrics[f"{prefix}_fc_{key}"] = value
     return metrics
 
 

@@ -9,6 +9,7 @@ from r2tnet_hf.data.pairs import PairSampler
 from r2tnet_hf.data.shards import ConvertOptions, convert
 from r2tnet_hf.data.splits import check_disjoint, load_splits, make_splits, save_splits, splits_from_manifest
 from r2tnet_hf.data.streaming import FmriStream, ShardFolder, collate_fmri
+from r2tnet_hf.data.synthetic import make_synthetic_cohort
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +171,11 @@ def test_synthetic_cohort_structure(synthetic_cohort):
     assert np.mean([explained(x) for x in task]) > 2 * np.mean([explained(x) for x in rest.values()])
     lag1 = np.mean([np.corrcoef(x[:, :-1].ravel(), x[:, 1:].ravel())[0, 1] for x in rest.values()])
     assert lag1 > 0.4  # realistic autocorrelation, not white noise
+
+
+def test_synthetic_cohort_in_another_cohorts_roi_order(tmp_path):
+    manifest = make_synthetic_cohort(tmp_path, subjects=1, sessions=1, rois=3, frames=20, roi_labels=["a", "b", "c"])
+    header = manifest.resolve(manifest.records[0]).read_text().splitlines()[0]
+    assert header.split("\t") == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="roi_labels has 2 names for 3 ROIs"):
+        make_synthetic_cohort(tmp_path / "x", subjects=1, rois=3, frames=20, roi_labels=["a", "b"])

@@ -56,9 +56,10 @@ class TestFactorisedRoiTransformer(TestRoiTransformerModel):
         return tiny_config(spatial_rank=6)
 
 
-def test_padding_does_not_change_real_frames():
+@pytest.mark.parametrize("pooling", ["mean", "mean_std"])
+def test_padding_does_not_change_real_frames(pooling):
     """Padding (with garbage in the padded frames) leaves the real tokens and the pooled output unchanged."""
-    model = RoiTransformerModel(tiny_config()).eval()
+    model = RoiTransformerModel(tiny_config(pooling=pooling)).eval()
     real = torch.randn(2, NUM_ROIS, 37)  # 37 is not a multiple of patch_size=4: the last token is partial
     tr = torch.tensor([0.72, 2.0])
     with torch.no_grad():
@@ -187,3 +188,19 @@ def test_bad_inputs_raise_fmri_input_error(inputs, message):
 def test_config_validation():
     with pytest.raises(StrictDataclassClassValidationError, match="multiple of num_attention_heads"):
         tiny_config(hidden_size=30)
+
+
+def test_statistics_pooling_sees_the_spread_of_the_input():
+    """`mean_std` pooling: the pooled feature depends on the scan's amplitude, `pool_projection` gets gradients, and
+    an unknown pooling is refused."""
+    model = RoiTransformerModel(tiny_config(pooling="mean_std")).eval()
+    values = torch.randn(1, NUM_ROIS, 40)
+    with torch.no_grad():
+        quiet, loud = model(values, repetition_time=1.0), model(3 * values, repetition_time=1.0)
+    assert quiet.pooler_output.shape == (1, 32)
+    assert not torch.allclose(quiet.pooler_output, loud.pooler_output, atol=1e-3)
+    model.train()
+    model(values, repetition_time=1.0).pooler_output.sum().backward()
+    assert model.pool_projection.weight.grad.abs().sum() > 0
+    with pytest.raises(Exception, match="pooling must be 'mean' or 'mean_std'"):
+        tiny_config(pooling="max")
