@@ -119,9 +119,8 @@ def recorded_metrics(run: RunRecord) -> list[tuple[str, str, float, bool]]:
     default_split = run.eval_results.get("split") or "validation"
     for key, value in (run.eval_results.get("metrics") or {}).items():
         metric, split = split_metric(key)
-        if (number := _numeric(value)) is not None:
-            if metric not in COUNT_METRICS:
-                rows.append((split or default_split, metric, number, False))
+        if (number := _numeric(value)) is not None and metric not in COUNT_METRICS:
+            rows.append((split or default_split, metric, number, False))
     for key, value in (run.test_results.get("metrics") or {}).items():
         metric, split = split_metric(key)
         if (number := _numeric(value)) is not None and metric not in COUNT_METRICS:

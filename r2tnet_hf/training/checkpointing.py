@@ -76,13 +76,19 @@ def load_checkpoint(accelerator, path: Path) -> dict:
 
 def save_best(model, processor, output_dir: Path, eval_results: dict) -> Path:
     """`save_pretrained` model and processor plus `eval_results.json` into OUTPUT/best/, replacing it atomically."""
-    final = output_dir / "best"
-    staging = output_dir / ".tmp-best"
+    return save_pretrained_atomic(model, processor, output_dir / "best", eval_results)
+
+
+def save_pretrained_atomic(model, processor, final: Path, eval_results: dict | None = None) -> Path:
+    """`save_pretrained` model and processor (and `eval_results.json`) into `final`, replacing it atomically."""
+    output_dir = final.parent
+    staging = output_dir / f".tmp-{final.name}"
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
-    (staging / "eval_results.json").write_text(json.dumps(eval_results, indent=2) + "\n")
-    previous = output_dir / ".old-best"
+    if eval_results is not None:
+        (staging / "eval_results.json").write_text(json.dumps(eval_results, indent=2) + "\n")
+    previous = output_dir / f".old-{final.name}"
     shutil.rmtree(previous, ignore_errors=True)
     if final.exists():
         os.replace(final, previous)

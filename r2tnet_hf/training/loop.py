@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..data.splits import load_splits, make_splits, save_splits
 from ..data.streaming import FmriStream, ShardFolder, collate_fmri
 from ..errors import FmriInputError
 from ..utils import atomic_write_text
-from .checkpointing import load_checkpoint, resolve_checkpoint, save_best, save_checkpoint
+from .checkpointing import load_checkpoint, resolve_checkpoint, save_best, save_checkpoint, save_pretrained_atomic
 from .config import RunConfig
 from .validation import phenotype_targets, select_rows, validate_phenotype, validate_pretraining
 
@@ -277,12 +278,16 @@ def _train(
         p for module in extra_modules for p in module.parameters()
     ]
     iterator = iter(batches())
+    waited, samples, interval_start = 0.0, 0, time.perf_counter()
     while step < config.max_steps:
+        fetch_start = time.perf_counter()
         try:
             batch = next(iterator)
         except StopIteration:
             iterator = iter(batches())
             continue
+        waited += time.perf_counter() - fetch_start
+        samples += batch["fmri_values"].shape[0] * (2 if "paired_fmri_values" in batch else 1)
         with accelerator.accumulate(model, *extra_modules):
             loss = compute_loss(batch)
             accelerator.backward(loss)
@@ -299,9 +304,20 @@ def _train(
         progress.update(1)
         if step % config.logging_steps == 0 or step == config.max_steps:
             mean_loss = float(accelerator.reduce(torch.tensor(running / count, device=accelerator.device), "mean"))
-            metrics_log.log({"loss": mean_loss, "learning_rate": scheduler.get_last_lr()[0]}, step)
+            elapsed = time.perf_counter() - interval_start
+            metrics_log.log(
+                {
+                    "loss": mean_loss,
+                    "learning_rate": scheduler.get_last_lr()[0],
+                    # this process's throughput, and the share of its time spent waiting for the next batch
+                    "samples_per_second": samples / elapsed,
+                    "data_wait_fraction": waited / elapsed,
+                },
+                step,
+            )
             progress.set_postfix(loss=f"{mean_loss:.4f}")
             running, count = 0.0, 0
+            waited, samples, interval_start = 0.0, 0, time.perf_counter()
         if step % config.eval_steps == 0 or step == config.max_steps:
             last_metrics = validate(accelerator.unwrap_model(model))
             metrics_log.log(last_metrics, step)
@@ -331,6 +347,9 @@ def _train(
                 config.save_total_limit,
             )
     progress.close()
+    if accelerator.is_main_process:  # the final weights as a loadable model, whatever validation said
+        save_pretrained_atomic(accelerator.unwrap_model(model), processor, output / "last")
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainingResult(
         last_metrics, accelerator.unwrap_model(model), accelerator.process_index, accelerator.num_processes
