@@ -12,6 +12,9 @@ override it. The resolved config is saved as OUTPUT/run_config.yaml.
     accelerate launch --config_file scripts/accelerate/multi_gpu.yaml scripts/pretrain.py --config pretrain.yaml
     accelerate launch --config_file scripts/accelerate/multi_node.yaml --machine_rank 0 scripts/pretrain.py ...
     accelerate launch --config_file scripts/accelerate/fsdp.yaml scripts/pretrain.py --config pretrain.yaml
+    # MnemoDyn, any objective (reconstruct, denoise, masked, jepa), through the same loop
+    accelerate launch --config_file scripts/accelerate/cpu.yaml scripts/pretrain.py --model mnemodyn --objective jepa \\
+        --data shards/ --output_dir runs/mnemodyn --mnemodyn_config '{"hidden_size": 128, "num_hidden_layers": 4}'
     # resume after an interruption (the data stream continues where it stopped)
     accelerate launch ... scripts/pretrain.py --config pretrain.yaml --resume_from_checkpoint latest
 """

@@ -51,6 +51,15 @@ class RunConfig:
         metadata={"help": "R2TNetConfig overrides (JSON on the command line)"},
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
+    model: str = field(
+        default="r2tnet", metadata={"help": "r2tnet (contrastive signatures) or mnemodyn (dynamics pretraining)"}
+    )
+    objective: str = field(
+        default="reconstruct", metadata={"help": "MnemoDyn objective: reconstruct, denoise, masked or jepa"}
+    )
+    mnemodyn_config: dict = field(
+        default_factory=dict, metadata={"help": "MnemoDynConfig overrides for --model mnemodyn (JSON)"}
+    )
     # ---- pretraining objective
     positives: str = field(
         default="cross_modality", metadata={"help": "cross_modality (rest⇄task), cross_session or same_scan"}
@@ -103,6 +112,10 @@ class RunConfig:
 
         if self.positives not in ("cross_modality", "cross_session", "same_scan"):
             raise bad("positives", "cross_modality, cross_session or same_scan", self.positives)
+        if self.model not in ("r2tnet", "mnemodyn"):
+            raise bad("model", "r2tnet or mnemodyn", self.model)
+        if self.objective not in ("reconstruct", "denoise", "masked", "jepa"):
+            raise bad("objective", "reconstruct, denoise, masked or jepa", self.objective)
         if self.problem_type not in PROBLEM_TYPES:
             raise bad("problem_type", " | ".join(PROBLEM_TYPES), self.problem_type)
         if self.modality not in ("rest", "task", "all"):
@@ -120,7 +133,7 @@ class RunConfig:
         metric = self.metric_for_best_model
         if metric is None:
             if task == "pretrain":
-                metric = "val_fingerprint_rank1"
+                metric = "val_fingerprint_rank1" if self.model == "r2tnet" else "val_loss"
             else:
                 metric = "val_mae" if self.problem_type == "regression" else "val_balanced_accuracy"
         greater = self.greater_is_better

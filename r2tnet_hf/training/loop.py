@@ -37,7 +37,13 @@ from ..errors import FmriInputError
 from ..utils import atomic_write_text
 from .checkpointing import load_checkpoint, resolve_checkpoint, save_best, save_checkpoint, save_pretrained_atomic
 from .config import RunConfig
-from .validation import phenotype_targets, select_rows, validate_phenotype, validate_pretraining
+from .validation import (
+    phenotype_targets,
+    select_rows,
+    validate_objective,
+    validate_phenotype,
+    validate_pretraining,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +248,7 @@ def _train(
     validate,
     best: BestTracker,
     extra_modules=(),
+    after_step=None,
 ) -> dict:
     """Run optimizer steps until `max_steps`: log, validate, checkpoint, keep the best. Returns the last metrics."""
     from tqdm.auto import tqdm
@@ -301,6 +308,8 @@ def _train(
             continue
         scheduler.step()
         step += 1
+        if after_step is not None:
+            after_step(step)
         progress.update(1)
         if step % config.logging_steps == 0 or step == config.max_steps:
             mean_loss = float(accelerator.reduce(torch.tensor(running / count, device=accelerator.device), "mean"))
@@ -371,8 +380,11 @@ class _State:
 
 # ------------------------------------------------------------------------------------------------------ recipes
 def pretrain(config: RunConfig) -> TrainingResult:
-    """Contrastive pretraining of R2T-Net on a shard folder."""
+    """Contrastive pretraining of R2T-Net on a shard folder (or MnemoDyn's objective with `model="mnemodyn"`)."""
     from accelerate.utils import set_seed
+
+    if config.model == "mnemodyn":
+        return pretrain_mnemodyn(config)
 
     from ..models.r2tnet import R2TNetForContrastivePretraining
 
@@ -461,6 +473,71 @@ def pretrain(config: RunConfig) -> TrainingResult:
         validate,
         BestTracker(metric, greater),
         extra_modules=[head] if head is not None else [],
+    )
+
+
+def pretrain_mnemodyn(config: RunConfig) -> TrainingResult:
+    """MnemoDyn pretraining (`objective` reconstruct, denoise, masked or jepa) on `FmriStream` windows, through the
+    same loop: after every optimizer step the JEPA target encoder takes its EMA step with the scheduled momentum."""
+    from accelerate.utils import set_seed
+
+    from ..models.mnemodyn import MnemoDynConfig, MnemoDynForPretraining
+
+    accelerator = make_accelerator(config)
+    _check_output_dir(config, accelerator)
+    set_seed(config.seed)
+    shards = ShardFolder(config.data)
+    if shards.processor.input_type != "roi":
+        raise FmriInputError.for_source(config.data, expected="ROI series for MnemoDyn", found="volumes")
+    splits = resolve_splits(config, shards, accelerator)
+    if config.init_from:
+        model = MnemoDynForPretraining.from_pretrained(config.init_from, objective=config.objective)
+    else:
+        overrides = {"num_rois": shards.processor.num_rois, **config.mnemodyn_config, "objective": config.objective}
+        model = MnemoDynForPretraining(MnemoDynConfig(**overrides))
+    if config.gradient_checkpointing:
+        model.activation_checkpointing_enable()
+    optimizer, scheduler = make_optimizer(config, model.parameters())
+    model, optimizer = accelerator.prepare(model, optimizer)
+    stream = FmriStream(
+        shards,
+        subjects=splits["train"],
+        window_length=config.window_length,
+        seed=config.seed,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+    )
+    loader = torch.utils.data.DataLoader(stream, batch_size=config.batch_size, collate_fn=collate_fmri)
+    metric, greater = config.metric_and_direction("pretrain")
+    _save_run_record(config, "pretrain", accelerator, {"objective": config.objective, "model_type": "mnemodyn"})
+    device = accelerator.device
+
+    def compute_loss(batch):
+        inputs = _to_device(batch, device, ("fmri_values", "attention_mask", "repetition_time"))
+        return model(**inputs, return_dict=True).loss  # masks and noise from the torch RNG, restored on resume
+
+    def validate(unwrapped):
+        return validate_objective(unwrapped, shards, splits["validation"], device)
+
+    def after_step(step):
+        accelerator.unwrap_model(model).after_optimizer_step(progress=step / config.max_steps)
+
+    if accelerator.is_main_process:
+        accelerator.init_trackers("tensorboard", config=_tracker_config(config))
+    return _train(
+        config,
+        "pretrain",
+        accelerator,
+        model,
+        shards.processor,
+        optimizer,
+        scheduler,
+        lambda: loader,
+        _State(stream),
+        compute_loss,
+        validate,
+        BestTracker(metric, greater),
+        after_step=after_step,
     )
 
 

@@ -133,6 +133,33 @@ def validate_pretraining(
     return metrics
 
 
+@torch.no_grad()
+def validate_objective(model, shards: ShardFolder, subjects, device, batch_size: int = 8) -> dict:
+    """Mean pretraining loss (e.g. a MnemoDyn objective) over the chosen subjects' whole rows, with masks and noise
+    drawn from a fixed seed per batch, so successive validations compare like with like."""
+    rows = select_rows(shards, subjects)
+    processor = window_processor(shards, window_length=None)
+    generator = np.random.default_rng(0)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for number, start in enumerate(range(0, len(rows), batch_size)):
+        chosen = rows[start : start + batch_size]
+        samples = [
+            sample_from_row(shards.read_row(i), processor, generator, "start", shards.subject_ids, []) for i in chosen
+        ]
+        batch = collate_fmri(samples)
+        loss = model(
+            fmri_values=batch["fmri_values"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+            repetition_time=batch["repetition_time"].to(device),
+            seed=number,
+        ).loss
+        total, count = total + float(loss) * len(chosen), count + len(chosen)
+    model.train(was_training)
+    return {"val_rows": len(rows), **({"val_loss": total / count} if count else {})}
+
+
 def phenotype_targets(shards: ShardFolder, rows: list[int], targets: list[str], label2id: dict | None):
     """Targets of rows: floats (NaN where missing) for regression, class ids (-100 where missing) otherwise."""
     meta = shards.metadata

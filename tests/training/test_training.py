@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -159,3 +160,23 @@ def test_pretrain_then_finetune_and_load_in_a_fresh_process(training_shards, tmp
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert "R2TNetModel (1, 64)" in loaded.stdout
     shutil.rmtree(tmp_path)
+
+
+@pytest.mark.parametrize("objective", ["masked", "jepa"])
+def test_mnemodyn_pretrains_through_the_same_loop(training_shards, tmp_path, objective):
+    output = tmp_path / objective
+    tiny = {"hidden_size": 16, "num_hidden_layers": 1, "control_channels": 4, "field_hidden_size": 8, "field_rank": 2}
+    assert main("pretrain", ["--model", "mnemodyn", "--objective", objective, "--data", str(training_shards),
+                             "--output_dir", str(output), "--mnemodyn_config", json.dumps(tiny),
+                             "--window_length", "48", "--batch_size", "4", "--max_steps", "4", "--eval_steps", "2",
+                             "--save_steps", "4", "--progress", "false"]) == 0  # fmt: skip
+    best = json.loads((output / "best" / "eval_results.json").read_text())
+    assert best["metric"] == "val_loss" and np.isfinite(best["value"])
+    from transformers import AutoModelForPreTraining
+
+    model = AutoModelForPreTraining.from_pretrained(output / "last")
+    assert type(model).__name__ == "MnemoDynForPretraining" and model.config.objective == objective
+    if objective == "jepa":  # the EMA target is saved with the model and stays without gradients
+        start = load_file(output / "checkpoints" / "step_000004" / "model.safetensors")
+        assert any(k.startswith("target_encoder") for k in start)
+        assert not any(p.requires_grad for p in model.target_encoder.parameters())
