@@ -120,4 +120,6 @@ def test_readme_example_card_validates_offline():
     meta = check_card_offline(block + "\n")
     assert meta["library_name"] == "r2tnet-hf" and "fmri" in meta["tags"]
     _, results = model_index_to_eval_results(meta["model-index"])
-    assert {r.metric_type for r in results} == {"untrained_fingerprint_rank1", "fc_rank1"}
+    types = {r.metric_type for r in results}
+    assert {"fingerprint_rank1", "fc_rank1", "loss"} <= types  # the demo's validation metrics, model beside FC
+    assert not types & {"subjects", "subjects_paired", "rows"}  # counts are not metrics

@@ -165,3 +165,38 @@ def test_a_rejected_token_is_one_line_and_never_printed(hub, pretrain_run, monke
     assert "401" in captured.err and captured.err.count("\n") == 1
     assert wrong not in captured.out + captured.err and TOKEN not in captured.out + captured.err
     assert "lab/denied" not in hub.repos
+
+
+def test_a_run_trained_by_the_loop_publishes_and_loads_by_repo_id(hub, tmp_path, capsys):
+    """The real training loop's run folder (not a fake one): pretrain a few steps, publish, load by id, same outputs."""
+    from transformers import AutoModel
+
+    from r2tnet_hf.data.shards import ConvertOptions, convert
+    from r2tnet_hf.data.synthetic import make_synthetic_cohort
+    from r2tnet_hf.hub import load_processor
+    from r2tnet_hf.training import main as train
+
+    make_synthetic_cohort(tmp_path / "cohort", subjects=8, sessions=1, rois=12, frames=64, seed=2)
+    convert(tmp_path / "cohort" / "manifest.tsv", tmp_path / "shards", ConvertOptions(), progress=False)
+    run = tmp_path / "run"
+    backbone = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
+    assert train("pretrain", ["--data", str(tmp_path / "shards"), "--output_dir", str(run),
+                              "--backbone_config", json.dumps({**backbone, "patch_size": 4}),
+                              "--model_config", json.dumps({"signature_dim": 32, "projection_hidden_size": 32}),
+                              "--validation_fraction", "0.25", "--test_fraction", "0", "--window_length", "48",
+                              "--subjects_per_batch", "3", "--max_steps", "3", "--eval_steps", "3",
+                              "--progress", "false"]) == 0  # fmt: skip
+    recorded = json.loads((run / "best" / "eval_results.json").read_text())
+    repo_id = "lab/r2tnet-trained"
+    assert main(["publish", str(run), "--repo-id", repo_id]) == 0
+    capsys.readouterr()
+    assert len(hub.commits(repo_id)) == 1
+
+    values = np.random.default_rng(1).standard_normal((12, 50)).astype(np.float32)
+    with torch.no_grad():
+        encoder = AutoModel.from_pretrained(run / "best").eval()  # the run saved R2TNetForContrastivePretraining
+        expected = encoder(**load_processor(run / "best")(values, repetition_time=0.8, return_tensors="pt"))
+    loaded = fresh_process_outputs(hub, tmp_path, repo_id, values)
+    assert np.array_equal(np.asarray(loaded["signature"], dtype=np.float32), expected.signature.numpy())
+    shown = {(split, metric): value for split, metric, value in loaded["eval_results"]}
+    assert shown[("validation", "fingerprint_rank1")] == recorded["value"]
