@@ -289,3 +289,43 @@ def self_attention_mask(token_mask: torch.Tensor) -> torch.Tensor:
     tokens = token_mask.shape[-1]
     eye = torch.eye(tokens, dtype=torch.bool, device=token_mask.device)
     return (token_mask.unsqueeze(-2) | eye).unsqueeze(-3)
+
+
+def transformer_layers(config, count: int | None = None, **overrides) -> torch.nn.ModuleList:
+    """`count` (default `config.num_hidden_layers`) `FmriTransformerLayer`s built from a config's transformers-style
+    fields (`hidden_size`, `num_attention_heads`, `intermediate_size`, `hidden_act`, `layer_norm_eps`, `qkv_bias`,
+    dropouts); `overrides` replace any of the layer's arguments."""
+    arguments = dict(
+        hidden_size=config.hidden_size,
+        num_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        hidden_act=config.hidden_act,
+        layer_norm_eps=config.layer_norm_eps,
+        qkv_bias=config.qkv_bias,
+        hidden_dropout=config.hidden_dropout_prob,
+        attention_dropout=config.attention_probs_dropout_prob,
+    )
+    arguments.update(overrides)
+    return torch.nn.ModuleList(
+        FmriTransformerLayer(**arguments) for _ in range(config.num_hidden_layers if count is None else count)
+    )
+
+
+def init_transformer_weights(module: torch.nn.Module, std: float) -> None:
+    """Transformer initialisation: linear weights truncated normal (±2σ) with zero biases, unit layer norms."""
+    if isinstance(module, torch.nn.Linear):
+        torch.nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+        if module.bias is not None:
+            torch.nn.init.zeros_(module.bias)
+    elif isinstance(module, torch.nn.LayerNorm):
+        torch.nn.init.ones_(module.weight)
+        torch.nn.init.zeros_(module.bias)
+
+
+def init_conv_weights(module: torch.nn.Module) -> None:
+    """CNN initialisation: 3-D convolutions Kaiming-normal (fan-out, ReLU), batch norms to the identity."""
+    if isinstance(module, torch.nn.Conv3d):
+        torch.nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    elif isinstance(module, torch.nn.BatchNorm3d):
+        torch.nn.init.ones_(module.weight)
+        torch.nn.init.zeros_(module.bias)

@@ -14,10 +14,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedModel
-from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from ..common import FmriBackboneOutput, check_volume_inputs, masked_mean
+from ..common import FmriBackboneOutput, check_volume_inputs, init_conv_weights, masked_mean
 from .configuration_cnn_gru import CnnGruConfig
 
 
@@ -50,11 +49,7 @@ class CnnGruPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module):
         super()._init_weights(module)
-        if isinstance(module, nn.Conv3d):
-            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm3d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
+        init_conv_weights(module)
 
 
 class CnnGruModel(CnnGruPreTrainedModel):

@@ -26,11 +26,12 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from ..common import (
     FmriBackboneOutput,
     FmriMLP,
-    FmriTransformerLayer,
     check_roi_inputs,
     check_volume_inputs,
+    init_transformer_weights,
     pad_to_multiple,
     sinusoidal_time_embedding,
+    transformer_layers,
 )
 from .configuration_perceiver import PerceiverFmriConfig
 
@@ -111,14 +112,8 @@ class PerceiverFmriPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module):
         super()._init_weights(module)
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, PerceiverFmriModel):
+        init_transformer_weights(module, std)
+        if isinstance(module, PerceiverFmriModel):
             init.trunc_normal_(module.latents, std=std, a=-2 * std, b=2 * std)
             if module.roi_embedding is not None:
                 init.normal_(module.roi_embedding, std=1.0)
@@ -146,19 +141,7 @@ class PerceiverFmriModel(PerceiverFmriPreTrainedModel):
             else None
         )
         self.cross_attention = PerceiverFmriCrossAttention(config)
-        self.layers = nn.ModuleList(
-            FmriTransformerLayer(
-                config.hidden_size,
-                config.num_attention_heads,
-                config.intermediate_size,
-                hidden_act=config.hidden_act,
-                layer_norm_eps=config.layer_norm_eps,
-                qkv_bias=config.qkv_bias,
-                hidden_dropout=config.hidden_dropout_prob,
-                attention_dropout=config.attention_probs_dropout_prob,
-            )
-            for _ in range(config.num_hidden_layers)
-        )
+        self.layers = transformer_layers(config)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.post_init()
 

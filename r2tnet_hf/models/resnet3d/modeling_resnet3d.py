@@ -13,10 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from ..common import FmriBackboneOutput, check_volume_inputs, masked_mean
+from ..common import FmriBackboneOutput, check_volume_inputs, init_conv_weights, masked_mean
 from .configuration_resnet3d import ResNet3DConfig
 
 
@@ -69,11 +68,7 @@ class ResNet3DPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module):
         super()._init_weights(module)
-        if isinstance(module, nn.Conv3d):
-            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(module, nn.BatchNorm3d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
+        init_conv_weights(module)
 
 
 class ResNet3DModel(ResNet3DPreTrainedModel):

@@ -27,12 +27,12 @@ import math
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers import initialization as init
 
 from ..common import (
     FmriBackboneOutput,
     FmriTransformerLayer,
     check_volume_inputs,
+    init_transformer_weights,
     masked_mean,
     pad_to_multiple,
     sinusoidal_time_embedding,
@@ -242,13 +242,7 @@ class Swin4DPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module):
         super()._init_weights(module)
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
+        init_transformer_weights(module, std)
 
 
 class Swin4DModel(Swin4DPreTrainedModel):

@@ -17,12 +17,13 @@ from transformers import initialization as init
 
 from ..common import (
     FmriBackboneOutput,
-    FmriTransformerLayer,
     check_volume_inputs,
+    init_transformer_weights,
     masked_mean,
     pad_to_multiple,
     self_attention_mask,
     sinusoidal_time_embedding,
+    transformer_layers,
 )
 from .configuration_vit4d import Vit4DConfig
 
@@ -73,14 +74,8 @@ class Vit4DPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module):
         super()._init_weights(module)
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, Vit4DEmbeddings):
+        init_transformer_weights(module, std)
+        if isinstance(module, Vit4DEmbeddings):
             init.trunc_normal_(module.space_position, std=std, a=-2 * std, b=2 * std)
             if module.cls_token is not None:
                 init.trunc_normal_(module.cls_token, std=std, a=-2 * std, b=2 * std)
@@ -102,19 +97,7 @@ class Vit4DModel(Vit4DPreTrainedModel):
     def __init__(self, config: Vit4DConfig):
         super().__init__(config)
         self.embeddings = Vit4DEmbeddings(config)
-        self.layers = nn.ModuleList(
-            FmriTransformerLayer(
-                config.hidden_size,
-                config.num_attention_heads,
-                config.intermediate_size,
-                hidden_act=config.hidden_act,
-                layer_norm_eps=config.layer_norm_eps,
-                qkv_bias=config.qkv_bias,
-                hidden_dropout=config.hidden_dropout_prob,
-                attention_dropout=config.attention_probs_dropout_prob,
-            )
-            for _ in range(config.num_hidden_layers)
-        )
+        self.layers = transformer_layers(config)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.post_init()
 
