@@ -71,6 +71,13 @@ class RunConfig:
     )
     # ---- fine-tuning
     target: list[str] = field(default_factory=list, metadata={"help": "phenotype column(s) to predict"})
+    preset: str | None = field(
+        default=None,
+        metadata={
+            "help": "downstream preset (abide, adhd200, adni, hbn, nkir, ukb, hcp_aging, or a YAML path): sets the "
+            "target, problem type, labels and metric"
+        },
+    )
     problem_type: str = field(default="regression", metadata={"help": " | ".join(PROBLEM_TYPES)})
     freeze_backbone: bool = field(default=True, metadata={"help": "linear probe: train only the head"})
     modality: str = field(default="rest", metadata={"help": "rows used for fine-tuning: rest, task or all"})

@@ -118,6 +118,8 @@ def build_model(config: RunConfig, processor, model_class, **head):
     if config.temperature is not None:
         model_config["temperature"] = config.temperature
     if config.init_from:
+        from transformers import AutoConfig, AutoModel
+
         from ..processing import FmriProcessor
 
         source = Path(config.init_from)
@@ -130,7 +132,13 @@ def build_model(config: RunConfig, processor, model_class, **head):
                     f"{trained.parcel_order_hash})",
                     found=f"{processor.atlas}, {processor.num_rois} ROIs, order {processor.parcel_order_hash}",
                 )
-        return model_class.from_pretrained(source, **head)
+        if AutoConfig.from_pretrained(source).model_type == R2TNetConfig.model_type:
+            return model_class.from_pretrained(source, **head)
+        # A backbone's own checkpoint (e.g. MnemoDyn pretraining): R2T-Net around it, the backbone's weights loaded.
+        backbone = AutoModel.from_pretrained(source)
+        model = model_class(R2TNetConfig(backbone_config=backbone.config, **model_config, **head))
+        model.r2tnet.backbone.load_state_dict(backbone.state_dict())
+        return model
     r2tnet_config = R2TNetConfig(backbone_config=build_backbone_config(config, processor), **model_config, **head)
     return model_class(r2tnet_config)
 
@@ -563,8 +571,19 @@ def finetune(config: RunConfig) -> TrainingResult:
 
     from ..models.r2tnet import R2TNetForPhenotypePrediction
 
+    preset = None
+    if config.preset:
+        from ..presets import load_preset
+
+        preset = load_preset(config.preset)
+        config.target = [str(column) for column in preset["target_columns"]]
+        config.problem_type = preset["problem_type"]
+        config.metric_for_best_model = config.metric_for_best_model or preset["metric"]
+        if config.greater_is_better is None:
+            config.greater_is_better = bool(preset["greater_is_better"])
+        config.group_column = config.group_column or preset.get("group_column")
     if not config.target:
-        raise FmriInputError.for_source(config.data, expected="target: a phenotype column", found="none")
+        raise FmriInputError.for_source(config.data, expected="target: a phenotype column (or --preset)", found="none")
     if config.problem_type == "multi_label_classification":
         raise FmriInputError.for_source(
             config.data, expected="regression or single_label_classification", found="multi_label_classification"
@@ -579,18 +598,23 @@ def finetune(config: RunConfig) -> TrainingResult:
             config.data, expected=f"phenotype columns {missing}", found=f"columns {shards.phenotype_columns}"
         )
     splits = resolve_splits(config, shards, accelerator)
-    label2id = None
+    encode_label = None
     head: dict = {"problem_type": config.problem_type}
+    train_rows = select_rows(shards, splits["train"], config.modality)
     if config.problem_type == "regression":
         head["num_labels"] = len(config.target)
     else:
-        train_rows = select_rows(shards, splits["train"], config.modality)
-        labels = sorted({str(v) for v in shards.metadata[config.target[0]][train_rows] if v is not None})
-        label2id = {label: index for index, label in enumerate(labels)}
-        head.update(num_labels=len(labels), label2id=label2id, id2label={i: lab for lab, i in label2id.items()})
+        names, encode_label = label_encoder(shards.metadata[config.target[0]][train_rows], preset)
+        head.update(
+            num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
+        )
+    _report_missing_targets(shards, train_rows, config.target, encode_label, accelerator)
     model = build_model(config, shards.processor, R2TNetForPhenotypePrediction, **head)
     if config.freeze_backbone:
-        model.r2tnet.requires_grad_(False)
+        # a linear probe on the signature of an R2T-Net; on the pooled features (through the new projection head) of
+        # a bare backbone's checkpoint such as MnemoDyn's
+        frozen = model.r2tnet if _is_r2tnet_checkpoint(config.init_from) else model.r2tnet.backbone
+        frozen.requires_grad_(False)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
     optimizer, scheduler = make_optimizer(config, model.parameters())
@@ -611,10 +635,10 @@ def finetune(config: RunConfig) -> TrainingResult:
     device = accelerator.device
 
     def labels_of(batch):
-        if label2id is None:
+        if encode_label is None:
             values = np.stack([np.asarray(batch[t], dtype=np.float64) for t in config.target], axis=1)
             return torch.tensor(values, dtype=torch.float32, device=device)
-        return torch.tensor([label2id.get(str(v), -100) for v in batch[config.target[0]]], device=device)
+        return torch.tensor([encode_label(v) for v in batch[config.target[0]]], device=device)
 
     def compute_loss(batch):
         inputs = _to_device(batch, device, ("fmri_values", "attention_mask", "repetition_time"))
@@ -627,7 +651,7 @@ def finetune(config: RunConfig) -> TrainingResult:
             splits["validation"],
             config.target,
             config.problem_type,
-            label2id,
+            encode_label,
             config.modality,
             device,
         )
@@ -649,11 +673,65 @@ def finetune(config: RunConfig) -> TrainingResult:
         validate,
         BestTracker(metric, greater),
     )
-    result.test = evaluate_test(config, shards, splits, label2id, device, accelerator)
+    result.test = evaluate_test(config, shards, splits, encode_label, device, accelerator)
     return result
 
 
-def evaluate_test(config, shards, splits, label2id, device, accelerator) -> dict:
+def _is_r2tnet_checkpoint(source) -> bool:
+    if source is None:
+        return True
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(source).model_type == "r2tnet"
+
+
+def _label_key(value) -> str | None:
+    """A class cell as text: None for missing (None, NaN, empty), integral floats without ".0" (1.0 → "1")."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value.is_integer():
+            value = int(value)
+    text = str(value).strip()
+    return text if text and text.lower() not in ("n/a", "na", "nan") else None
+
+
+def label_encoder(train_values, preset: dict | None = None):
+    """Class names and a function mapping a raw cell to its class index (-100 for missing or unknown cells).
+
+    With a preset, its `labels` and `label_mapping` decide (e.g. ABIDE's DX_GROUP 1/2 → ASD/TDC); otherwise the classes
+    are the distinct values of the training rows, sorted.
+    """
+    if preset is not None:
+        from ..presets import label_index
+
+        names = [str(label) for label in preset["labels"]]
+
+        def encode(value) -> int:
+            key = _label_key(value)
+            index = None if key is None else label_index(preset, key)
+            return -100 if index is None else index
+
+        return names, encode
+    names = sorted({key for value in train_values if (key := _label_key(value)) is not None})
+    ids = {name: index for index, name in enumerate(names)}
+    return names, lambda value: ids.get(_label_key(value), -100)
+
+
+def _report_missing_targets(shards, rows, targets, encode_label, accelerator) -> None:
+    """Training rows whose target is missing stay out of the loss: say how many, never drop them silently."""
+    meta = shards.metadata
+    if encode_label is None:
+        missing = sum(int(np.sum(~np.isfinite(np.asarray(meta[t][rows], dtype=np.float64)))) for t in targets)
+    else:
+        missing = sum(encode_label(v) == -100 for v in meta[targets[0]][rows])
+    if missing and accelerator.is_main_process:
+        logger.warning(f"{missing} of {len(rows)} training rows have no usable {targets} value: left out of the loss")
+
+
+def evaluate_test(config, shards, splits, encode_label, device, accelerator) -> dict:
     """The test split, once, with OUTPUT/best/; beside it the ridge-on-FC baseline for ROI regression."""
     from ..models.r2tnet import R2TNetForPhenotypePrediction
 
@@ -663,7 +741,7 @@ def evaluate_test(config, shards, splits, label2id, device, accelerator) -> dict
         raise FmriInputError.for_source(best_dir, expected="a best model", found="no validation metric was finite")
     model = R2TNetForPhenotypePrediction.from_pretrained(best_dir).to(device)
     metrics, *_ = validate_phenotype(
-        model, shards, splits["test"], config.target, config.problem_type, label2id, config.modality, device, "test"
+        model, shards, splits["test"], config.target, config.problem_type, encode_label, config.modality, device, "test"
     )
     results = {"metrics": metrics, "best": json.loads((best_dir / "eval_results.json").read_text())}
     if config.problem_type == "regression" and shards.processor.input_type == "roi":

@@ -160,19 +160,19 @@ def validate_objective(model, shards: ShardFolder, subjects, device, batch_size:
     return {"val_rows": len(rows), **({"val_loss": total / count} if count else {})}
 
 
-def phenotype_targets(shards: ShardFolder, rows: list[int], targets: list[str], label2id: dict | None):
-    """Targets of rows: floats (NaN where missing) for regression, class ids (-100 where missing) otherwise."""
+def phenotype_targets(shards: ShardFolder, rows: list[int], targets: list[str], encode_label=None):
+    """Targets of rows: floats (NaN where missing) for regression (`encode_label=None`), class ids from
+    `encode_label` (-100 where missing or unknown) otherwise."""
     meta = shards.metadata
-    if label2id is None:
+    if encode_label is None:
         return np.stack([np.asarray(meta[t][rows], dtype=np.float64) for t in targets], axis=1)
-    values = meta[targets[0]][rows]
-    return np.asarray([label2id.get(str(v), -100) if v is not None else -100 for v in values], dtype=np.int64)
+    return np.asarray([encode_label(v) for v in meta[targets[0]][rows]], dtype=np.int64)
 
 
-def validate_phenotype(model, shards, subjects, targets, problem_type, label2id, modality, device, prefix="val"):
+def validate_phenotype(model, shards, subjects, targets, problem_type, encode_label, modality, device, prefix="val"):
     rows = select_rows(shards, subjects, modality)
     logits = encode_rows(model, shards, rows, device, output="logits")
-    references = phenotype_targets(shards, rows, targets, label2id)
+    references = phenotype_targets(shards, rows, targets, encode_label)
     metrics = phenotype_metrics(problem_type, logits, references, prefix=prefix)
     metrics[f"{prefix}_rows"] = len(rows)
     return metrics, logits, references, rows

@@ -180,3 +180,44 @@ def test_mnemodyn_pretrains_through_the_same_loop(training_shards, tmp_path, obj
         start = load_file(output / "checkpoints" / "step_000004" / "model.safetensors")
         assert any(k.startswith("target_encoder") for k in start)
         assert not any(p.requires_grad for p in model.target_encoder.parameters())
+
+
+def test_preset_probe_on_a_mnemodyn_backbone(tmp_path):
+    """The ABIDE preset (DX_GROUP 1/2 → ASD/TDC, balanced accuracy) as a frozen-backbone probe of a MnemoDyn run."""
+    from r2tnet_hf.data.manifest import read_manifest, write_manifest
+    from r2tnet_hf.data.shards import ConvertOptions, convert
+    from r2tnet_hf.data.synthetic import make_synthetic_cohort
+
+    manifest = make_synthetic_cohort(tmp_path / "cohort", subjects=12, sessions=2, rois=12, frames=64, task=False)
+    manifest = read_manifest(manifest.source)
+    for record in manifest.records:  # a diagnosis linked to the planted score; one subject's cell is missing
+        score = float(record.phenotypes["score"])
+        record.phenotypes["DX_GROUP"] = "" if record.subject == "sub-001" else ("1" if score > 0 else "2")
+    manifest.phenotype_columns.append("DX_GROUP")
+    write_manifest(manifest, tmp_path / "cohort" / "manifest.tsv")
+    convert(tmp_path / "cohort" / "manifest.tsv", tmp_path / "shards", ConvertOptions(), progress=False)
+
+    tiny = {"hidden_size": 16, "num_hidden_layers": 1, "control_channels": 4, "field_hidden_size": 8, "field_rank": 2}
+    common = ["--data", str(tmp_path / "shards"), "--window_length", "48", "--batch_size", "4", "--progress", "false"]
+    pretrain_dir = tmp_path / "mnemodyn"
+    assert main("pretrain", [*common, "--model", "mnemodyn", "--mnemodyn_config", json.dumps(tiny),
+                             "--output_dir", str(pretrain_dir), "--max_steps", "2", "--eval_steps", "2"]) == 0  # fmt: skip
+    probe_dir = tmp_path / "probe"
+    assert main("finetune", [*common, "--init_from", str(pretrain_dir / "best"), "--preset", "abide",
+                             "--splits", str(pretrain_dir / "splits.json"), "--output_dir", str(probe_dir),
+                             "--model_config", json.dumps({"signature_dim": 16, "projection_hidden_size": 16}),
+                             "--max_steps", "3", "--eval_steps", "3"]) == 0  # fmt: skip
+    results = json.loads((probe_dir / "test_results.json").read_text())
+    assert results["best"]["metric"] == "val_balanced_accuracy"
+    assert "test_balanced_accuracy" in results["metrics"]
+    config = yaml.safe_load((probe_dir / "run_config.yaml").read_text())
+    assert config["target"] == ["DX_GROUP"] and config["problem_type"] == "single_label_classification"
+    probe = load_file(probe_dir / "best" / "model.safetensors")
+    pretrained = load_file(pretrain_dir / "best" / "model.safetensors")
+    backbone = {k.removeprefix("r2tnet.backbone."): v for k, v in probe.items() if k.startswith("r2tnet.backbone.")}
+    context = {k.removeprefix("mnemodyn."): v for k, v in pretrained.items() if k.startswith("mnemodyn.")}
+    assert backbone and backbone.keys() <= context.keys()
+    assert all(torch.equal(v, context[k]) for k, v in backbone.items())  # frozen: the pretrained weights, unchanged
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(probe_dir / "best").id2label == {0: "ASD", 1: "TDC"}
