@@ -79,7 +79,10 @@ class RunConfig:
         },
     )
     problem_type: str = field(default="regression", metadata={"help": " | ".join(PROBLEM_TYPES)})
-    freeze_backbone: bool = field(default=True, metadata={"help": "linear probe: train only the head"})
+    freeze_backbone: bool = field(
+        default=True,
+        metadata={"help": "with --init_from: a probe, the pretrained encoder frozen, only the head trained"},
+    )
     modality: str = field(default="rest", metadata={"help": "rows used for fine-tuning: rest, task or all"})
     batch_size: int = field(default=16, metadata={"help": "fine-tuning batch size per process"})
     # ---- optimisation

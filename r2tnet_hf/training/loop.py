@@ -610,7 +610,7 @@ def finetune(config: RunConfig) -> TrainingResult:
         )
     _report_missing_targets(shards, train_rows, config.target, encode_label, accelerator)
     model = build_model(config, shards.processor, R2TNetForPhenotypePrediction, **head)
-    if config.freeze_backbone:
+    if config.freeze_backbone and config.init_from:
         # a linear probe on the signature of an R2T-Net; on the pooled features (through the new projection head) of
         # a bare backbone's checkpoint such as MnemoDyn's
         frozen = model.r2tnet if _is_r2tnet_checkpoint(config.init_from) else model.r2tnet.backbone

@@ -24,26 +24,26 @@ def select_rows(shards: ShardFolder, subjects, modality: str = "all") -> list[in
     return np.flatnonzero(keep).tolist()
 
 
-@torch.no_grad()
-def encode_rows(model, shards: ShardFolder, rows: list[int], device, batch_size: int = 8, output: str = "signature"):
-    """Whole rows through the processor (no window, no second normalisation) and the model; returns numpy."""
+def row_batches(shards: ShardFolder, rows: list[int], device, batch_size: int = 8):
+    """Model inputs for whole rows, `batch_size` at a time: the processor with no window and no second
+    normalisation (rows were z-scored by `convert`), padded and masked by `collate_fmri`."""
     processor = window_processor(shards, window_length=None)
     generator = np.random.default_rng(0)
-    results = []
-    was_training = model.training
-    model.eval()
     for start in range(0, len(rows), batch_size):
+        chosen = rows[start : start + batch_size]
         samples = [
-            sample_from_row(shards.read_row(i), processor, generator, "start", shards.subject_ids, [])
-            for i in rows[start : start + batch_size]
+            sample_from_row(shards.read_row(i), processor, generator, "start", shards.subject_ids, []) for i in chosen
         ]
         batch = collate_fmri(samples)
-        out = model(
-            fmri_values=batch["fmri_values"].to(device),
-            attention_mask=batch["attention_mask"].to(device),
-            repetition_time=batch["repetition_time"].to(device),
-        )
-        results.append(getattr(out, output).float().cpu().numpy())
+        yield {key: batch[key].to(device) for key in ("fmri_values", "attention_mask", "repetition_time")}
+
+
+@torch.no_grad()
+def encode_rows(model, shards: ShardFolder, rows: list[int], device, batch_size: int = 8, output: str = "signature"):
+    """`output` (e.g. the signature, or logits) of whole rows, as numpy, in the order of `rows`."""
+    was_training = model.training
+    model.eval()
+    results = [getattr(model(**inputs), output).float().cpu().numpy() for inputs in row_batches(shards, rows, device)]
     model.train(was_training)
     return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
 
@@ -138,26 +138,13 @@ def validate_objective(model, shards: ShardFolder, subjects, device, batch_size:
     """Mean pretraining loss (e.g. a MnemoDyn objective) over the chosen subjects' whole rows, with masks and noise
     drawn from a fixed seed per batch, so successive validations compare like with like."""
     rows = select_rows(shards, subjects)
-    processor = window_processor(shards, window_length=None)
-    generator = np.random.default_rng(0)
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    for number, start in enumerate(range(0, len(rows), batch_size)):
-        chosen = rows[start : start + batch_size]
-        samples = [
-            sample_from_row(shards.read_row(i), processor, generator, "start", shards.subject_ids, []) for i in chosen
-        ]
-        batch = collate_fmri(samples)
-        loss = model(
-            fmri_values=batch["fmri_values"].to(device),
-            attention_mask=batch["attention_mask"].to(device),
-            repetition_time=batch["repetition_time"].to(device),
-            seed=number,
-        ).loss
-        total, count = total + float(loss) * len(chosen), count + len(chosen)
+    total = 0.0
+    for number, inputs in enumerate(row_batches(shards, rows, device, batch_size)):
+        total += float(model(**inputs, seed=number).loss) * inputs["fmri_values"].shape[0]
     model.train(was_training)
-    return {"val_rows": len(rows), **({"val_loss": total / count} if count else {})}
+    return {"val_rows": len(rows), **({"val_loss": total / len(rows)} if rows else {})}
 
 
 def phenotype_targets(shards: ShardFolder, rows: list[int], targets: list[str], encode_label=None):
