@@ -5,21 +5,9 @@ from huggingface_hub.errors import StrictDataclassClassValidationError
 from r2tnet_hf import FmriInputError, RoiTransformerConfig, RoiTransformerModel
 from r2tnet_hf.models.common import sinusoidal_time_embedding
 from tests.model_tester import ModelTesterMixin
-
-NUM_ROIS, NUM_FRAMES = 16, 40
-
-
-def tiny_config(**overrides):
-    values = dict(
-        num_rois=NUM_ROIS,
-        patch_size=4,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-    )
-    values.update(overrides)
-    return RoiTransformerConfig(**values)
+from tests.models.tiny_backbones import NUM_ROIS
+from tests.models.tiny_backbones import ROI_FRAMES as NUM_FRAMES
+from tests.models.tiny_backbones import roi_transformer_config as tiny_config
 
 
 def roi_inputs(batch, frames=NUM_FRAMES, rois=NUM_ROIS):
