@@ -4,8 +4,8 @@
     python bench/backbone_speed.py --size 96 --frames 20 --batch-size 1 --device cuda   # the SwiFT default input
 
 Each backbone is built from its default config (only `image_size`/`num_frames`, and Perceiver's `input_type`, are
-set to the input). Volume backbones get `(batch, 1, S, S, S, T)`; the ROI backbones (RoiTransformer, Perceiver on
-ROIs) get `(batch, 400, 20·T)` so that they see as many frames' worth of work as a short scan.
+set to the input). Volume backbones get `(batch, 1, S, S, S, T)`; the ROI backbones (RoiTransformer,
+ConnectomeTransformer, Perceiver on ROIs) get `(batch, 400, 20·T)` so that they see as many frames' worth of work as a short scan.
 
 * **time**: median seconds of one forward + backward (`pooler_output.square().mean()`), all backbones timed in
   alternation (`timing.interleaved_medians`).
@@ -34,6 +34,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from r2tnet_hf import (
     CnnGruConfig,
     CnnGruModel,
+    ConnectomeTransformerConfig,
+    ConnectomeTransformerModel,
     PerceiverFmriConfig,
     PerceiverFmriModel,
     ResNet3DConfig,
@@ -68,6 +70,8 @@ def build(name: str, size: int, frames: int):
         return PerceiverFmriModel(PerceiverFmriConfig(num_rois=NUM_ROIS)), "roi"
     if name == "roi_transformer":
         return RoiTransformerModel(RoiTransformerConfig(num_rois=NUM_ROIS)), "roi"
+    if name == "connectome_transformer":
+        return ConnectomeTransformerModel(ConnectomeTransformerConfig(num_rois=NUM_ROIS)), "roi"
     raise ValueError(name)
 
 
@@ -80,6 +84,7 @@ NAMES = [
     "perceiver_volume",
     "perceiver_roi",
     "roi_transformer",
+    "connectome_transformer",
 ]
 
 

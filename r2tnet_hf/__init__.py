@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelF
 
 from .configuration import (
     CnnGruConfig,
+    ConnectomeTransformerConfig,
     MnemoDynConfig,
     PerceiverFmriConfig,
     R2TNetConfig,
@@ -20,6 +21,8 @@ from .errors import FmriInputError
 from .modeling import (
     CnnGruModel,
     CnnGruPreTrainedModel,
+    ConnectomeTransformerModel,
+    ConnectomeTransformerPreTrainedModel,
     FmriBackboneOutput,
     MnemoDynForPretraining,
     MnemoDynModel,
@@ -51,6 +54,7 @@ __version__ = "0.1.0.dev0"
 def _register() -> None:
     pairs = (
         (RoiTransformerConfig, RoiTransformerModel),
+        (ConnectomeTransformerConfig, ConnectomeTransformerModel),
         (Swin4DConfig, Swin4DModel),
         (Vit4DConfig, Vit4DModel),
         (ResNet3DConfig, ResNet3DModel),
@@ -73,6 +77,9 @@ __all__ = [
     "CnnGruConfig",
     "CnnGruModel",
     "CnnGruPreTrainedModel",
+    "ConnectomeTransformerConfig",
+    "ConnectomeTransformerModel",
+    "ConnectomeTransformerPreTrainedModel",
     "FmriBackboneOutput",
     "FmriInputError",
     "FmriProcessor",

@@ -136,6 +136,8 @@ def run_synth(args: argparse.Namespace) -> int:
             task=not args.no_task,
             phenotype=not args.no_phenotype,
             seed=args.seed,
+            modes=args.modes,
+            idiosyncratic=args.idiosyncratic,
         )
         _commit_output_dir(staging, out)
     finally:
@@ -353,7 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Each subject has its own connectivity; each session is a fresh noisy draw with AR(1) autocorrelation; "
             "task scans add a block design convolved with a canonical HRF; the phenotype 'score' is linked to each "
-            "subject's connectivity. Writes one TSV per scan (rows = timepoints) and OUT/manifest.tsv."
+            "subject's connectivity. With --modes K, individual differences lie in K population modes shared by "
+            "everyone (plus an idiosyncratic part), which a model can learn from a few hundred subjects, and the "
+            "score is read out from each subject's mode loadings. Writes one TSV per scan (rows = timepoints) and "
+            "OUT/manifest.tsv."
         ),
     )
     synth.add_argument("--subjects", type=int, required=True, help="number of subjects")
@@ -364,6 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--tr", type=float, default=0.8, help="repetition time in seconds (default: %(default)s)")
     synth.add_argument("--no-task", action="store_true", help="rest scans only")
     synth.add_argument("--no-phenotype", action="store_true", help="no phenotype column")
+    synth.add_argument(
+        "--modes",
+        type=int,
+        default=None,
+        help="population modes of individual difference (default: none, every connection independent)",
+    )
+    synth.add_argument(
+        "--idiosyncratic",
+        type=float,
+        default=0.3,
+        help="with --modes: share of each subject's own, unshared connectivity (default: %(default)s)",
+    )
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     synth.set_defaults(func=run_synth)
 

@@ -1,6 +1,7 @@
 """Facade: every configuration class of the package."""
 
 from .models.cnn_gru.configuration_cnn_gru import CnnGruConfig
+from .models.connectome_transformer.configuration_connectome_transformer import ConnectomeTransformerConfig
 from .models.mnemodyn.configuration_mnemodyn import MnemoDynConfig
 from .models.perceiver.configuration_perceiver import PerceiverFmriConfig
 from .models.r2tnet.configuration_r2tnet import R2TNetConfig
@@ -11,6 +12,7 @@ from .models.vit4d.configuration_vit4d import Vit4DConfig
 
 __all__ = [
     "CnnGruConfig",
+    "ConnectomeTransformerConfig",
     "MnemoDynConfig",
     "PerceiverFmriConfig",
     "R2TNetConfig",

@@ -2,6 +2,10 @@
 
 from .models.cnn_gru.modeling_cnn_gru import CnnGruModel, CnnGruPreTrainedModel
 from .models.common import FmriBackboneOutput
+from .models.connectome_transformer.modeling_connectome_transformer import (
+    ConnectomeTransformerModel,
+    ConnectomeTransformerPreTrainedModel,
+)
 from .models.mnemodyn.modeling_mnemodyn import (
     MnemoDynForPretraining,
     MnemoDynModel,
@@ -26,6 +30,8 @@ from .models.vit4d.modeling_vit4d import Vit4DModel, Vit4DPreTrainedModel
 __all__ = [
     "CnnGruModel",
     "CnnGruPreTrainedModel",
+    "ConnectomeTransformerModel",
+    "ConnectomeTransformerPreTrainedModel",
     "FmriBackboneOutput",
     "MnemoDynForPretraining",
     "MnemoDynModel",

@@ -44,8 +44,14 @@ def test_demo_runs_every_stage_quickly(tmp_path, capsys):
     # held-out means held out: test subjects are in no training split
     splits = json.loads((output / "splits.json").read_text())["splits"]
     assert not set(splits["test"]) & set(splits["train"])
+    # the probe sees the phenotype of a subset of the training subjects, and is tested on the same test subjects
+    probe_splits = json.loads((output / "probe_splits.json").read_text())["splits"]
+    assert set(probe_splits["train"]) < set(splits["train"]) and len(probe_splits["train"]) == 4
+    assert probe_splits["validation"] == splits["validation"] and probe_splits["test"] == splits["test"]
     best = json.loads((output / "best" / "eval_results.json").read_text())
-    assert best["metric"] == "val_fingerprint_rank1" and best["split"] == "validation"
+    assert best["metric"] == "val_loss" and best["split"] == "validation"
+    probe = json.loads((output / "runs" / "probe" / "best" / "eval_results.json").read_text())
+    assert probe["metric"] == "val_mae" and len(probe["metrics"]["val_ridge_alpha"]) == 1
     from r2tnet_hf.hub import check_card_offline
 
     card = check_card_offline((output / "best" / "README.md").read_text())

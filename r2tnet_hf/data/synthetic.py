@@ -3,8 +3,18 @@
 Per subject: a connectivity structure `A_s = A_0 + strength · B_s / √V` (a shared mixing matrix plus a subject's own).
 Per session: a fresh draw `x = A_s z + noise`, with `z` an AR(1) latent whose correlation time is `correlation_time`
 seconds, so autocorrelation is realistic at any TR. Task scans add a block design (20 s on, 20 s off) convolved with a
-canonical double-gamma HRF, on a task map shared by all subjects. The phenotype `score` is a fixed linear read-out of
-`B_s` plus noise, so it is linked to each subject's connectivity (and predictable from FC).
+canonical double-gamma HRF, on a task map shared by all subjects. The phenotype `score` is linked to each subject's
+connectivity (and predictable from FC).
+
+Individual differences `B_s` come in two kinds:
+
+- `modes=None`: `B_s` is an independent Gaussian V × V matrix per subject, spread evenly over every connection; the
+  phenotype is a fixed linear read-out of `B_s` plus noise. No shared structure tells subjects apart, so a model
+  can only learn from it what to ignore (state, noise), never which differences matter.
+- `modes=K`: `B_s = √(1 − ι²) · Σ_k w_sk P_k / √K + ι · E_s`, with K population modes `P_k` shared by everyone,
+  each subject's loadings `w_s ~ N(0, I_K)`, and an idiosyncratic part `E_s` of share ι = `idiosyncratic`. Individual
+  differences in functional connectivity concentrate in modes of this kind, one of them linked to behaviour (Smith et
+  al., 2015, Nat. Neurosci. 18:1565); here the phenotype is a fixed linear read-out of the loadings `w_s` plus noise.
 """
 
 from __future__ import annotations
@@ -60,14 +70,22 @@ def make_synthetic_cohort(
     task_amplitude: float = 1.0,
     seed: int = 0,
     roi_labels: list[str] | None = None,
+    modes: int | None = None,
+    idiosyncratic: float = 0.3,
 ) -> Manifest:
     """Write the cohort under `out_dir` (one TSV per scan, rows = timepoints) and `out_dir/manifest.tsv`.
+
+    `modes` and `idiosyncratic` shape the individual differences (see the module docstring).
 
     `roi_labels` names the columns (default `roi_000`, ...); giving another cohort's names puts both in one parcel
     order, so one model and processor read both.
     """
     if subjects < 1 or sessions < 1 or rois < 2 or frames < 2:
         raise ValueError("need subjects >= 1, sessions >= 1, rois >= 2 and frames >= 2")
+    if modes is not None and modes < 1:
+        raise ValueError(f"modes must be None or >= 1, got {modes}")
+    if not 0.0 <= idiosyncratic <= 1.0:
+        raise ValueError(f"idiosyncratic must be in [0, 1], got {idiosyncratic}")
     out_dir = Path(out_dir)
     generator = np.random.default_rng(seed)
     shared = generator.standard_normal((rois, rois)) / np.sqrt(rois)
@@ -79,7 +97,14 @@ def make_synthetic_cohort(
     if len(labels) != rois:
         raise ValueError(f"roi_labels has {len(labels)} names for {rois} ROIs")
     own = [generator.standard_normal((rois, rois)) for _ in range(subjects)]
-    raw_scores = np.array([float(np.sum(readout * b)) / rois for b in own])
+    if modes is None:
+        raw_scores = np.array([float(np.sum(readout * b)) / rois for b in own])
+    else:
+        population_modes = generator.standard_normal((modes, rois, rois))
+        loadings = generator.standard_normal((subjects, modes))
+        raw_scores = loadings @ generator.standard_normal(modes)
+        shared_part = np.sqrt(1.0 - idiosyncratic**2) / np.sqrt(modes)
+        own = [shared_part * np.tensordot(w, population_modes, 1) + idiosyncratic * e for w, e in zip(loadings, own)]
     scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() or 1.0) + 0.3 * generator.standard_normal(subjects)
 
     records = []

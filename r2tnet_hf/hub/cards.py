@@ -170,12 +170,14 @@ def _architecture_rows(model) -> list[tuple[str, str]]:
             "num_channels",
             "image_size",
             "num_frames",
+            "embed_dim",
             "hidden_size",
             "num_hidden_layers",
             "num_attention_heads",
             "intermediate_size",
             "patch_size",
             "spatial_rank",
+            "readout_size",
         ):
             value = getattr(backbone, name, None)
             if value is not None:

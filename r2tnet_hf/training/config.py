@@ -41,13 +41,16 @@ class RunConfig:
     init_from: str | None = field(
         default=None, metadata={"help": "pretrained model folder to start from (fine-tuning: the encoder)"}
     )
-    backbone: str = field(default="roi_transformer", metadata={"help": "backbone model_type"})
+    backbone: str = field(
+        default="connectome_transformer",
+        metadata={"help": "backbone model_type (connectome_transformer, roi_transformer, swin4d, vit4d, ...)"},
+    )
     backbone_config: dict = field(
-        default_factory=lambda: {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
-        metadata={"help": "backbone config overrides (JSON on the command line)"},
+        default_factory=dict,
+        metadata={"help": "backbone config overrides (JSON on the command line); default: the backbone's defaults"},
     )
     model_config: dict = field(
-        default_factory=lambda: {"signature_dim": 2048, "projection_hidden_size": 512},
+        default_factory=lambda: {"signature_dim": 2048, "projection_num_layers": 1},
         metadata={"help": "R2TNetConfig overrides (JSON on the command line)"},
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
@@ -82,6 +85,14 @@ class RunConfig:
     freeze_backbone: bool = field(
         default=True,
         metadata={"help": "with --init_from: a probe, the pretrained encoder frozen, only the head trained"},
+    )
+    probe_solver: str = field(
+        default="sgd",
+        metadata={
+            "help": "with a frozen R2T-Net from --init_from: sgd (the head trained by the loop with AdamW) or ridge "
+            "(a regression head fitted in closed form on the frozen signatures, alpha chosen on validation MAE: the "
+            "solver of the ridge-on-FC baseline)"
+        },
     )
     modality: str = field(default="rest", metadata={"help": "rows used for fine-tuning: rest, task or all"})
     batch_size: int = field(default=16, metadata={"help": "fine-tuning batch size per process"})
@@ -128,6 +139,8 @@ class RunConfig:
             raise bad("objective", "reconstruct, denoise, masked or jepa", self.objective)
         if self.problem_type not in PROBLEM_TYPES:
             raise bad("problem_type", " | ".join(PROBLEM_TYPES), self.problem_type)
+        if self.probe_solver not in ("sgd", "ridge"):
+            raise bad("probe_solver", "sgd or ridge", self.probe_solver)
         if self.modality not in ("rest", "task", "all"):
             raise bad("modality", "rest, task or all", self.modality)
         if self.mixed_precision not in (None, "no", "fp16", "bf16"):

@@ -609,12 +609,16 @@ def finetune(config: RunConfig) -> TrainingResult:
             num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
         )
     _report_missing_targets(shards, train_rows, config.target, encode_label, accelerator)
+    if config.probe_solver == "ridge":
+        _check_ridge_probe(config)
     model = build_model(config, shards.processor, R2TNetForPhenotypePrediction, **head)
     if config.freeze_backbone and config.init_from:
         # a linear probe on the signature of an R2T-Net; on the pooled features (through the new projection head) of
         # a bare backbone's checkpoint such as MnemoDyn's
         frozen = model.r2tnet if _is_r2tnet_checkpoint(config.init_from) else model.r2tnet.backbone
         frozen.requires_grad_(False)
+    if config.probe_solver == "ridge":
+        return _ridge_probe(config, accelerator, model, shards, splits)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
     optimizer, scheduler = make_optimizer(config, model.parameters())
@@ -674,6 +678,44 @@ def finetune(config: RunConfig) -> TrainingResult:
         BestTracker(metric, greater),
     )
     result.test = evaluate_test(config, shards, splits, encode_label, device, accelerator)
+    return result
+
+
+def _check_ridge_probe(config: RunConfig) -> None:
+    """A ridge probe solves a linear regression head on the frozen signatures of a pretrained R2T-Net."""
+    found = None
+    if config.problem_type != "regression":
+        found = f"problem_type {config.problem_type}"
+    elif not config.init_from or not _is_r2tnet_checkpoint(config.init_from):
+        found = f"init_from {config.init_from} (not an R2T-Net checkpoint)"
+    elif not config.freeze_backbone:
+        found = "freeze_backbone false"
+    if found is not None:
+        raise FmriInputError.for_source(
+            "probe_solver ridge",
+            expected="a regression head on a frozen R2T-Net from init_from (freeze_backbone true)",
+            found=found,
+        )
+
+
+def _ridge_probe(config: RunConfig, accelerator, model, shards: ShardFolder, splits: dict) -> TrainingResult:
+    """Fit the head in closed form (`training.probe`), save it as OUTPUT/best/ and OUTPUT/last/, test it once."""
+    from .probe import fit_ridge_probe
+
+    output = Path(config.output_dir)
+    _save_run_record(config, "finetune", accelerator, {"backbone_model_type": model.config.backbone_config.model_type})
+    device = accelerator.device
+    model.to(device).eval()
+    metrics = fit_ridge_probe(model, shards, splits, config.target, config.modality, device)
+    metric, greater = config.metric_and_direction("finetune")
+    MetricsLog(accelerator, output).log(metrics, 0)
+    if accelerator.is_main_process:
+        results = {"metric": metric, "greater_is_better": greater, "value": metrics.get(metric), "step": 0}
+        save_best(model, shards.processor, output, {**results, "split": "validation", "metrics": metrics})
+        save_pretrained_atomic(model, shards.processor, output / "last")
+    accelerator.wait_for_everyone()
+    result = TrainingResult(metrics, model, accelerator.process_index, accelerator.num_processes)
+    result.test = evaluate_test(config, shards, splits, None, device, accelerator)
     return result
 
 

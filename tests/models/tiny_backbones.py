@@ -6,6 +6,7 @@ import torch
 
 from r2tnet_hf import (
     CnnGruConfig,
+    ConnectomeTransformerConfig,
     PerceiverFmriConfig,
     ResNet3DConfig,
     RoiTransformerConfig,
@@ -98,6 +99,20 @@ def roi_transformer_config(**overrides):
     return RoiTransformerConfig(**values)
 
 
+def connectome_transformer_config(**overrides):
+    values = dict(
+        num_rois=NUM_ROIS,
+        embed_dim=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        readout_size=4,
+        hidden_size=48,
+    )
+    values.update(overrides)
+    return ConnectomeTransformerConfig(**values)
+
+
 def volume_inputs(batch, frames=FRAMES, size=VOLUME):
     return {
         "fmri_values": torch.randn(batch, 1, *size, frames),
@@ -117,6 +132,7 @@ def roi_inputs(batch, frames=ROI_FRAMES):
 # name → (tiny config factory, input factory)
 BACKBONES = {
     "roi_transformer": (roi_transformer_config, roi_inputs),
+    "connectome_transformer": (connectome_transformer_config, roi_inputs),
     "swin4d": (swin4d_config, volume_inputs),
     "vit4d": (vit4d_config, volume_inputs),
     "resnet3d": (resnet3d_config, volume_inputs),

@@ -14,8 +14,8 @@ TINY = [
     "false",
     "--backbone_config",
     json.dumps(
-        {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "patch_size": 4}
-        | {"hidden_dropout_prob": 0.1}
+        {"embed_dim": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "readout_size": 4}
+        | {"hidden_size": 32, "hidden_dropout_prob": 0.1}
     ),
     "--model_config",
     json.dumps({"signature_dim": 64, "projection_hidden_size": 64, "projection_dropout": 0.1}),

@@ -159,7 +159,62 @@ def test_pretrain_then_finetune_and_load_in_a_fresh_process(training_shards, tmp
     )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert "R2TNetModel (1, 64)" in loaded.stdout
+
+    # the ridge probe: the head is the FC baseline's ridge solution on the frozen signatures, tested once
+    ridge_dir = tmp_path / "ridge"
+    assert main("finetune", ["--data", str(training_shards), "--output_dir", str(ridge_dir),
+                             "--init_from", str(pretrain_dir / "best"), "--target", "score",
+                             "--splits", str(pretrain_dir / "splits.json"), "--probe_solver", "ridge",
+                             *TINY]) == 0  # fmt: skip
+    check_ridge_probe(training_shards, pretrain_dir, ridge_dir)
     shutil.rmtree(tmp_path)
+
+
+def check_ridge_probe(shards_dir, pretrain_dir, ridge_dir):
+    from r2tnet_hf import R2TNetForPhenotypePrediction
+    from r2tnet_hf.data.streaming import ShardFolder
+    from r2tnet_hf.evaluation.baselines import fit_ridge_by_validation
+    from r2tnet_hf.training.validation import encode_rows, phenotype_targets, select_rows
+
+    shards = ShardFolder(shards_dir)
+    splits = json.loads((pretrain_dir / "splits.json").read_text())["splits"]
+    encoder = R2TNetForPhenotypePrediction.from_pretrained(pretrain_dir / "best").r2tnet
+    scale = encoder.config.signature_dim**0.5  # the head reads signature × √signature_dim
+    data = {}
+    for name in ("train", "validation"):
+        rows = select_rows(shards, splits[name], "rest")
+        data[name] = (
+            encode_rows(encoder, shards, rows, "cpu") * scale,
+            phenotype_targets(shards, rows, ["score"])[:, 0],
+        )
+    weights, bias, alpha = fit_ridge_by_validation(*data["train"], *data["validation"])
+    probe = R2TNetForPhenotypePrediction.from_pretrained(ridge_dir / "best")
+    np.testing.assert_allclose(probe.classifier.weight.detach().numpy()[0], weights, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(probe.classifier.bias.detach().numpy()[0], bias, rtol=1e-4, atol=1e-5)
+    pre, post = (
+        load_file(pretrain_dir / "best" / "model.safetensors"),
+        load_file(ridge_dir / "best" / "model.safetensors"),
+    )
+    assert all(torch.equal(pre[k], post[k]) for k in pre if k.startswith("r2tnet."))  # the encoder, untouched
+    results = json.loads((ridge_dir / "test_results.json").read_text())
+    assert results["best"]["metrics"]["val_ridge_alpha"] == [alpha] and results["best"]["step"] == 0
+    assert "test_pearson_r" in results["metrics"] and "test_pearson_r" in results["fc_baseline"]
+    assert (ridge_dir / "last" / "model.safetensors").is_file() and (ridge_dir / "run_config.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("flags", "found"),
+    [
+        (["--problem_type", "single_label_classification"], "found problem_type single_label_classification"),
+        ([], "found init_from None"),
+    ],
+)
+def test_a_ridge_probe_needs_a_frozen_r2tnet_and_a_regression_target(training_shards, tmp_path, capsys, flags, found):
+    argv = ["--data", str(training_shards), "--output_dir", str(tmp_path / "run"), "--target", "score"]
+    assert main("finetune", [*argv, "--probe_solver", "ridge", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "probe_solver ridge: expected a regression head on a frozen R2T-Net" in err[0]
+    assert found in err[0]
 
 
 @pytest.mark.parametrize("objective", ["masked", "jepa"])

@@ -15,8 +15,8 @@ class R2TNetConfig(PreTrainedConfig):
 
     Args:
         backbone_config (`dict` or `PreTrainedConfig`, *optional*):
-            Config of any registered backbone (`roi_transformer`, ...), resolved through `AutoConfig`; the backbone is
-            built with `AutoModel.from_config`. Defaults to `RoiTransformerConfig()`.
+            Config of any registered backbone (`connectome_transformer`, `roi_transformer`, ...), resolved through `AutoConfig`; the backbone is
+            built with `AutoModel.from_config`. Defaults to `ConnectomeTransformerConfig()`.
         signature_dim (`int`, *optional*, defaults to 2048):
             Size of the brain signature, the L2-normalised output of the projection head.
         projection_hidden_size (`int`, *optional*, defaults to 2048):
@@ -38,14 +38,14 @@ class R2TNetConfig(PreTrainedConfig):
             `num_labels` and the label dtype when `None`, as in transformers.
 
     Example:
-        >>> from r2tnet_hf import R2TNetConfig, RoiTransformerConfig, R2TNetModel
-        >>> config = R2TNetConfig(backbone_config=RoiTransformerConfig(num_rois=94))
+        >>> from r2tnet_hf import ConnectomeTransformerConfig, R2TNetConfig, R2TNetModel
+        >>> config = R2TNetConfig(backbone_config=ConnectomeTransformerConfig(num_rois=94))
         >>> model = R2TNetModel(config)
     """
 
     model_type = "r2tnet"
     sub_configs_defaults = {
-        "backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="roi_transformer"),
+        "backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="connectome_transformer"),
     }
 
     backbone_config: dict | PreTrainedConfig | None = None

@@ -3,6 +3,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
 
 from r2tnet_hf import (
+    ConnectomeTransformerConfig,
     FmriInputError,
     R2TNetConfig,
     R2TNetForContrastivePretraining,
@@ -81,7 +82,7 @@ def test_composite_config_resolves_the_backbone_through_auto_config(tmp_path):
     assert loaded.backbone_config.num_rois == NUM_ROIS
     from_dict = R2TNetConfig(backbone_config={"model_type": "roi_transformer", "num_rois": 7})
     assert isinstance(from_dict.backbone_config, RoiTransformerConfig) and from_dict.backbone_config.num_rois == 7
-    assert isinstance(R2TNetConfig().backbone_config, RoiTransformerConfig)
+    assert isinstance(R2TNetConfig().backbone_config, ConnectomeTransformerConfig)
 
 
 def test_head_checkpoints_load_into_the_base_model(tmp_path):

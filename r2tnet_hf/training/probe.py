@@ -1,0 +1,52 @@
+"""A ridge probe: the linear head of a frozen R2T-Net fitted in closed form on its signatures.
+
+With the encoder frozen, a regression head is a linear model of fixed features, so it can be solved exactly instead
+of trained: the signatures of the training rows are computed once, ridge is fitted for every alpha of the FC
+baseline's grid, and validation MAE picks the alpha, exactly as `ridge_fc_baseline` does on FC. The probe and the
+baseline then differ only in their features. Missing targets are left out of the fit and counted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..errors import FmriInputError
+from ..evaluation.baselines import fit_ridge_by_validation
+from .validation import encode_rows, phenotype_targets, select_rows, validate_phenotype
+
+
+def fit_ridge_probe(model, shards, splits: dict, targets: list[str], modality: str, device) -> dict:
+    """Set `model.classifier` (an `R2TNetForPhenotypePrediction`) to the validated ridge solution; returns the
+    validation metrics of the fitted model plus the chosen alpha of each target (`val_ridge_alpha`)."""
+    rows = {name: select_rows(shards, splits[name], modality) for name in ("train", "validation")}
+    # the head reads the signature × √signature_dim (R2TNetForPhenotypePrediction.forward)
+    scale = math.sqrt(model.config.signature_dim)
+    features = {name: encode_rows(model.r2tnet, shards, r, device) * scale for name, r in rows.items()}
+    values = {name: phenotype_targets(shards, r, targets) for name, r in rows.items()}
+    weights, biases, alphas = [], [], []
+    for column, target in enumerate(targets):
+        observed = {name: np.isfinite(v[:, column]) for name, v in values.items()}
+        if observed["train"].sum() < 2 or observed["validation"].sum() < 1:
+            raise FmriInputError.for_source(
+                shards.folder,
+                expected=f"{target!r} values for at least 2 training rows and 1 validation row for a ridge probe",
+                found=f"{int(observed['train'].sum())} and {int(observed['validation'].sum())}",
+            )
+        w, b, alpha = fit_ridge_by_validation(
+            features["train"][observed["train"]],
+            values["train"][observed["train"], column],
+            features["validation"][observed["validation"]],
+            values["validation"][observed["validation"], column],
+        )
+        weights.append(w)
+        biases.append(b)
+        alphas.append(alpha)
+    classifier = model.classifier
+    with torch.no_grad():
+        classifier.weight.copy_(torch.as_tensor(np.stack(weights), dtype=classifier.weight.dtype))
+        classifier.bias.copy_(torch.as_tensor(biases, dtype=classifier.bias.dtype))
+    metrics, *_ = validate_phenotype(model, shards, splits["validation"], targets, "regression", None, modality, device)
+    return {**metrics, "val_ridge_alpha": alphas}
