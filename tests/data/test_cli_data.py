@@ -17,7 +17,8 @@ def r2tnet(*args):
 
 
 def test_synth_manifest_convert_from_the_command_line(tmp_path):
-    result = r2tnet("synth", "--subjects", 3, "--out", tmp_path / "cohort", "--frames", 64, "--rois", 8)
+    modes = ["--modes", 2, "--idiosyncratic", 0.5]
+    result = r2tnet("synth", "--subjects", 3, "--out", tmp_path / "cohort", "--frames", 64, "--rois", 8, *modes)
     assert result.returncode == 0, result.stderr
     result = r2tnet("convert", tmp_path / "cohort" / "manifest.tsv", "--out", tmp_path / "shards", "--quiet")
     assert result.returncode == 0, result.stderr

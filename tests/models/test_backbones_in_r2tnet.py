@@ -58,6 +58,21 @@ def test_values_of_masked_frames_do_not_change_the_output(name):
     torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["roi_transformer", "connectome_transformer", "perceiver_roi"])
+def test_a_short_scan_padded_in_a_batch_gives_what_it_gives_alone(name):
+    """Padding length is invisible: a 24-frame scan padded to 40 in a batch equals the scan alone."""
+    make_config, make_inputs = BACKBONES[name]
+    model = type_of(make_config())(make_config()).eval()
+    inputs = make_inputs(2)
+    short = inputs["fmri_values"][0, :, :24].clone()
+    inputs["attention_mask"][0, 24:] = 0
+    with torch.no_grad():
+        batched = model(**inputs).pooler_output
+        alone = model(short[None], repetition_time=inputs["repetition_time"][:1]).pooler_output
+        other = model(inputs["fmri_values"][1:], repetition_time=inputs["repetition_time"][1:]).pooler_output
+    torch.testing.assert_close(batched, torch.cat([alone, other]), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_gradient_checkpointing_gives_the_same_gradients(name):
     make_config, make_inputs = BACKBONES[name]

@@ -6,7 +6,7 @@ from huggingface_hub.errors import StrictDataclassClassValidationError
 from r2tnet_hf import ConnectomeTransformerConfig, ConnectomeTransformerModel, FmriInputError
 from r2tnet_hf.models.connectome_transformer import masked_correlation
 from tests.model_tester import ModelTesterMixin
-from tests.models.tiny_backbones import NUM_ROIS, ROI_FRAMES, connectome_transformer_config, roi_inputs
+from tests.models.tiny_backbones import NUM_ROIS, connectome_transformer_config, roi_inputs
 
 
 class TestConnectomeTransformerModel(ModelTesterMixin):
@@ -56,20 +56,6 @@ def test_a_constant_roi_gives_zero_correlations_and_a_finite_output():
     assert connectivity[0, 3].abs().max() == 0 and connectivity[0, :, 3].abs().max() == 0
     with torch.no_grad():
         assert torch.isfinite(ConnectomeTransformerModel(connectome_transformer_config())(**inputs).pooler_output).all()
-
-
-def test_variable_lengths_in_one_batch_match_single_scans():
-    model = ConnectomeTransformerModel(connectome_transformer_config()).eval()
-    short, long = torch.randn(NUM_ROIS, 24), torch.randn(NUM_ROIS, ROI_FRAMES)
-    values = torch.zeros(2, NUM_ROIS, ROI_FRAMES)
-    values[0, :, :24], values[1] = short, long
-    mask = torch.ones(2, ROI_FRAMES, dtype=torch.long)
-    mask[0, 24:] = 0
-    with torch.no_grad():
-        batched = model(values, attention_mask=mask, repetition_time=1.0).pooler_output
-        one = model(short[None], repetition_time=1.0).pooler_output
-        two = model(long[None], repetition_time=1.0).pooler_output
-    torch.testing.assert_close(batched, torch.cat([one, two]), atol=1e-5, rtol=0)
 
 
 def test_the_roi_order_matters():
