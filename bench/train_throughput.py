@@ -1,6 +1,7 @@
 """Pretraining throughput and the share of step time spent waiting on data, measured by the training loop itself.
 
     python bench/train_throughput.py                         # CPU: 48 subjects, 200 ROIs × 600 frames, 60 steps
+    python bench/train_throughput.py --backbone roi_transformer
     python bench/train_throughput.py --rois 400 --frames 1200 --hidden-size 256 --steps 100
 
 It writes a synthetic rest + task cohort, converts it to shards, and runs `r2tnet_hf.training.loop.pretrain` (the code
@@ -31,7 +32,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--subjects-per-batch", type=int, default=8)
-    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument(
+        "--backbone", default="connectome_transformer", choices=["connectome_transformer", "roi_transformer"]
+    )
+    parser.add_argument("--hidden-size", type=int, default=128, help="token width (embed_dim or hidden_size)")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--log-every", type=int, default=10)
@@ -48,8 +52,9 @@ def main() -> None:
             test_fraction=0.1,
             window_length=args.window,
             subjects_per_batch=args.subjects_per_batch,
+            backbone=args.backbone,
             backbone_config={
-                "hidden_size": args.hidden_size,
+                "embed_dim" if args.backbone == "connectome_transformer" else "hidden_size": args.hidden_size,
                 "num_hidden_layers": args.layers,
                 "num_attention_heads": 4,
                 "intermediate_size": 4 * args.hidden_size,
@@ -67,7 +72,7 @@ def main() -> None:
     wait = statistics.median(e["data_wait_fraction"] for e in intervals)
     print(
         f"{args.subjects} subjects, {args.rois} ROIs × {args.frames} frames, windows of {args.window}, "
-        f"{2 * args.subjects_per_batch} views per step, RoiTransformer hidden {args.hidden_size} × {args.layers} layers; "
+        f"{2 * args.subjects_per_batch} views per step, {args.backbone} width {args.hidden_size} × {args.layers} layers; "
         f"medians of {len(intervals)} intervals of {args.log_every} steps"
     )
     print(f"samples/s: {speed:.1f}")

@@ -252,6 +252,10 @@ def _training_rows(run: RunRecord) -> list[tuple[str, str]]:
             continue
         if isinstance(value, (dict, list)):
             value = json.dumps(value)
+        if key in ("data", "manifest", "splits"):
+            # the name only: a published card should not carry the paths of the machine it was trained on (nor a
+            # staging folder that was renamed since)
+            value = Path(str(value)).name
         rows.append((label, f"`{value}`" if key in ("data", "manifest", "splits", "base_model") else f"{value}"))
     return rows
 

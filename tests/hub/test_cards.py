@@ -40,6 +40,7 @@ def test_pretrained_card_fields_and_metrics(pretrain_run):
     assert "import r2tnet_hf" in text and 'AutoModel.from_pretrained("lab/tiny")' in text
     assert "MnemoDyn" in text and "R2T-Net" in text and "doi" not in text.lower()
     assert "cross_modality" in text and "Checkpoint selected by `val_fingerprint_rank1` (higher is better)" in text
+    assert "| data (shards) | `hcp_synthetic` |" in text and "/data/shards" not in text  # names, not local paths
 
 
 def test_finetune_card_has_base_model_test_and_fc_baseline(finetune_run):
