@@ -233,8 +233,10 @@ TRAINING_KEYS = (
     ("splits", "splits"),
     ("target", "target"),
     ("problem_type", "problem_type"),
+    ("probe_solver", "head solver"),
     ("base_model", "base model"),
     ("learning_rate", "learning rate"),
+    ("subjects_per_batch", "subjects per batch (two scans each)"),
     ("batch_size", "batch size"),
     ("max_steps", "steps"),
     ("seed", "seed"),
@@ -242,13 +244,29 @@ TRAINING_KEYS = (
     ("metric_for_best_model", "model selection metric"),
     ("greater_is_better", "greater is better"),
 )
+# RunConfig holds the fields of every recipe; a card shows those its run used.
+RECIPE_KEYS = {
+    "r2tnet pretrain": {"objective", "target", "problem_type", "probe_solver", "batch_size"},
+    "mnemodyn pretrain": {"positives", "target", "problem_type", "probe_solver", "subjects_per_batch"},
+    "finetune": {"objective", "positives", "subjects_per_batch"},
+}
 
 
 def _training_rows(run: RunRecord) -> list[tuple[str, str]]:
+    config = run.config
+    if config.get("task") == "pretrain":
+        recipe = "mnemodyn pretrain" if config.get("model_type") == "mnemodyn" else "r2tnet pretrain"
+    else:
+        recipe = "finetune"
+    unused = set(RECIPE_KEYS[recipe])
+    if recipe == "r2tnet pretrain" and config.get("supervised_weight"):
+        unused.discard("target")  # the supervised term's phenotype
+    if recipe == "finetune" and config.get("probe_solver") == "ridge":
+        unused |= {"learning_rate", "batch_size", "max_steps"}  # a closed-form fit has no optimizer
     rows = []
     for key, label in TRAINING_KEYS:
-        value = run.config.get(key)
-        if value is None or value == "":
+        value = config.get(key)
+        if key in unused or value is None or value == "" or value == []:
             continue
         if isinstance(value, (dict, list)):
             value = json.dumps(value)

@@ -41,6 +41,7 @@ def test_pretrained_card_fields_and_metrics(pretrain_run):
     assert "MnemoDyn" in text and "R2T-Net" in text and "doi" not in text.lower()
     assert "cross_modality" in text and "Checkpoint selected by `val_fingerprint_rank1` (higher is better)" in text
     assert "| data (shards) | `hcp_synthetic` |" in text and "/data/shards" not in text  # names, not local paths
+    assert "| objective |" not in text and "| batch size |" not in text  # fields of other recipes stay out
 
 
 def test_finetune_card_has_base_model_test_and_fc_baseline(finetune_run):
@@ -62,6 +63,7 @@ def test_finetune_card_has_base_model_test_and_fc_baseline(finetune_run):
     }
     assert all(r.task_type == "tabular-regression" for r in results)
     assert "predicts `score`" in str(card) and "R2TNetForPhenotypePrediction" in str(card)
+    assert "| batch size | 8 |" in str(card) and "| positive pairs |" not in str(card)
 
 
 def test_unknown_fields_are_omitted_not_placeholders(tmp_path):
