@@ -379,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--idiosyncratic",
         type=float,
         default=0.3,
-        help="with --modes: share of each subject's own, unshared connectivity (default: %(default)s)",
+        help="with --modes: weight of each subject's own, unshared connectivity; its share of the variance is the "
+        "square (default: %(default)s)",
     )
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     synth.set_defaults(func=run_synth)

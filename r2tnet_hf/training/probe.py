@@ -15,7 +15,8 @@ import torch
 
 from ..errors import FmriInputError
 from ..evaluation.baselines import fit_ridge_by_validation
-from .validation import encode_rows, phenotype_targets, select_rows, validate_phenotype
+from .metrics import phenotype_metrics
+from .validation import encode_rows, phenotype_targets, select_rows
 
 
 def fit_ridge_probe(model, shards, splits: dict, targets: list[str], modality: str, device) -> dict:
@@ -44,9 +45,13 @@ def fit_ridge_probe(model, shards, splits: dict, targets: list[str], modality: s
         weights.append(w)
         biases.append(b)
         alphas.append(alpha)
+    weights, biases = np.stack(weights), np.asarray(biases)
     classifier = model.classifier
     with torch.no_grad():
-        classifier.weight.copy_(torch.as_tensor(np.stack(weights), dtype=classifier.weight.dtype))
+        classifier.weight.copy_(torch.as_tensor(weights, dtype=classifier.weight.dtype))
         classifier.bias.copy_(torch.as_tensor(biases, dtype=classifier.bias.dtype))
-    metrics, *_ = validate_phenotype(model, shards, splits["validation"], targets, "regression", None, modality, device)
-    return {**metrics, "val_ridge_alpha": alphas}
+    # the head's validation predictions, from the signatures already computed (the test split goes through the
+    # saved model, in evaluate_test)
+    predictions = features["validation"] @ weights.T + biases
+    metrics = phenotype_metrics("regression", predictions, values["validation"], prefix="val")
+    return {**metrics, "val_rows": len(rows["validation"]), "val_ridge_alpha": alphas}
