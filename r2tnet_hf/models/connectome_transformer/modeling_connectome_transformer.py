@@ -30,7 +30,7 @@ MIN_FRAMES = 3
 
 
 def masked_correlation(fmri_values: torch.Tensor, frame_mask: torch.Tensor, fisher_z: bool = True) -> torch.Tensor:
-    """Pearson correlation between the ROIs of each scan over its real frames, in float32.
+    """Pearson correlation between the ROIs of each scan over its real frames, in float32 (also under autocast).
 
     Args:
         fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`): the series.
@@ -41,16 +41,19 @@ def masked_correlation(fmri_values: torch.Tensor, frame_mask: torch.Tensor, fish
         `torch.FloatTensor` of shape `(batch_size, num_rois, num_rois)` with a zero diagonal. A constant ROI (zero
         variance over the real frames) has zero correlation with every other ROI.
     """
-    weights = frame_mask.to(torch.float32).unsqueeze(1)
-    values = fmri_values.float() * weights
-    mean = values.sum(-1, keepdim=True) / weights.sum(-1, keepdim=True).clamp_min(1.0)
-    centred = (values - mean) * weights  # masked frames are zero again after centring
-    unit = centred / centred.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    correlation = unit @ unit.transpose(-1, -2)
-    if fisher_z:
-        correlation = torch.atanh(correlation.clamp(-CLIP, CLIP))
-    eye = torch.eye(correlation.shape[-1], dtype=torch.bool, device=correlation.device)
-    return correlation.masked_fill(eye, 0.0)
+    # float32 even under mixed precision: autocast would run the product in bf16/fp16, whose 8-10 bit mantissas blur
+    # correlations that differ between people in the second decimal
+    with torch.autocast(device_type=fmri_values.device.type, enabled=False):
+        weights = frame_mask.to(torch.float32).unsqueeze(1)
+        values = fmri_values.float() * weights
+        mean = values.sum(-1, keepdim=True) / weights.sum(-1, keepdim=True).clamp_min(1.0)
+        centred = (values - mean) * weights  # masked frames are zero again after centring
+        unit = centred / centred.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        correlation = unit @ unit.transpose(-1, -2)
+        if fisher_z:
+            correlation = torch.atanh(correlation.clamp(-CLIP, CLIP))
+        eye = torch.eye(correlation.shape[-1], dtype=torch.bool, device=correlation.device)
+        return correlation.masked_fill(eye, 0.0)
 
 
 class ConnectomeTransformerEmbeddings(nn.Module):

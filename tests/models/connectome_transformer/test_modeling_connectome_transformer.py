@@ -49,6 +49,14 @@ def test_masked_correlation_is_numpys_fisher_z_pearson_on_the_real_frames():
     np.testing.assert_allclose(np.tanh(found), plain, atol=1e-5)
 
 
+def test_correlations_stay_float32_under_mixed_precision():
+    values, mask = torch.randn(2, NUM_ROIS, 40), torch.ones(2, 40, dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = masked_correlation(values, mask)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, masked_correlation(values, mask), atol=1e-6, rtol=0)
+
+
 def test_a_constant_roi_gives_zero_correlations_and_a_finite_output():
     inputs = roi_inputs(2)
     inputs["fmri_values"][0, 3] = 0.0  # what FmriProcessor makes of a flat ROI
