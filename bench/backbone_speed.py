@@ -5,7 +5,8 @@
 
 Each backbone is built from its default config (only `image_size`/`num_frames`, and Perceiver's `input_type`, are
 set to the input). Volume backbones get `(batch, 1, S, S, S, T)`; the ROI backbones (RoiTransformer,
-ConnectomeTransformer, Perceiver on ROIs) get `(batch, 400, 20·T)` so that they see as many frames' worth of work as a short scan.
+ConnectomeTransformer, Perceiver on ROIs) get `(batch, 400, 20·T)` so that they see as many frames' worth of work as a
+short scan.
 
 * **time**: median seconds of one forward + backward (`pooler_output.square().mean()`), all backbones timed in
   alternation (`timing.interleaved_medians`).
