@@ -15,6 +15,7 @@ from .configuration import (
     ResNet3DConfig,
     RoiTransformerConfig,
     Swin4DConfig,
+    TangentConnectomeConfig,
     Vit4DConfig,
 )
 from .errors import FmriInputError
@@ -43,6 +44,8 @@ from .modeling import (
     RoiTransformerPreTrainedModel,
     Swin4DModel,
     Swin4DPreTrainedModel,
+    TangentConnectomeModel,
+    TangentConnectomePreTrainedModel,
     Vit4DModel,
     Vit4DPreTrainedModel,
 )
@@ -55,6 +58,7 @@ def _register() -> None:
     pairs = (
         (RoiTransformerConfig, RoiTransformerModel),
         (ConnectomeTransformerConfig, ConnectomeTransformerModel),
+        (TangentConnectomeConfig, TangentConnectomeModel),
         (Swin4DConfig, Swin4DModel),
         (Vit4DConfig, Vit4DModel),
         (ResNet3DConfig, ResNet3DModel),
@@ -108,6 +112,9 @@ __all__ = [
     "Swin4DConfig",
     "Swin4DModel",
     "Swin4DPreTrainedModel",
+    "TangentConnectomeConfig",
+    "TangentConnectomeModel",
+    "TangentConnectomePreTrainedModel",
     "Vit4DConfig",
     "Vit4DModel",
     "Vit4DPreTrainedModel",

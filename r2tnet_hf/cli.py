@@ -138,6 +138,11 @@ def run_synth(args: argparse.Namespace) -> int:
             seed=args.seed,
             modes=args.modes,
             idiosyncratic=args.idiosyncratic,
+            task_amplitude=args.task_amplitude,
+            task_amplitude_spread=args.task_amplitude_spread,
+            task_map_spread=args.task_map_spread,
+            task_connectivity=args.task_connectivity,
+            state_interaction=args.state_interaction,
         )
         _commit_output_dir(staging, out)
     finally:
@@ -160,13 +165,21 @@ def run_fingerprint(args: argparse.Namespace) -> int:
     staging = _prepare_output_dir(output, "fingerprint.json")
     try:
         report = run_fingerprint_evaluation(
-            args.model, args.manifest, staging, args.pairing, args.batch_size, progress=not args.quiet
+            args.model,
+            args.manifest,
+            staging,
+            args.pairing,
+            args.batch_size,
+            progress=not args.quiet,
+            sessions=args.sessions,
+            segment_lengths=args.segment_length or (),
+            splits_path=args.splits,
         )
         _commit_output_dir(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(format_report(report))
-    print(f"wrote {output}/ (fingerprint.json, similarity.png, similarity_fc.png)")
+    print(f"wrote {output}/ (fingerprint.json, similarity.png, similarity_baseline.png)")
     return 0
 
 
@@ -382,6 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --modes: weight of each subject's own, unshared connectivity; its share of the variance is the "
         "square (default: %(default)s)",
     )
+    for flag, default, text in (
+        ("--task-amplitude", 1.0, "amplitude of the task's block response"),
+        ("--task-amplitude-spread", 0.0, "spread of each subject's task amplitude (sd of its log)"),
+        ("--task-map-spread", 0.0, "weight of each subject's own task map beside the shared one"),
+        ("--task-connectivity", 0.0, "strength of a connectivity change the task makes in everyone"),
+        ("--state-interaction", 0.0, "strength of each subject's own task connectivity change (subject × state)"),
+    ):
+        synth.add_argument(flag, type=float, default=default, help=f"{text} (default: %(default)s)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     synth.set_defaults(func=run_synth)
 
@@ -410,17 +431,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     fingerprint = commands.add_parser(
         "fingerprint",
-        help="identification (Rank-1, mAP, ICC) from a saved R2T-Net vs the FC baseline on a manifest's scans",
+        help="identification (Rank-1 over every pair of sessions, mAP, ICC) from a saved R2T-Net beside the "
+        "strongest classical FC baseline",
         description=(
-            "Load an R2T-Net and its processor from --model (a save_pretrained folder), pair each subject's scans "
-            "across sessions (the first two sessions, rest scans if the manifest has any) or modalities (rest vs "
-            "task), and encode whole scans: a scan longer than the processor's window_length is cut into "
-            "consecutive windows whose signatures are averaged (weighted by real frames) and L2-normalised again. "
-            "The Finn et al. (2015) baseline (Fisher-z Pearson FC, best-correlation matching) is computed on the "
-            "same scans. Prints Rank-1 in both directions, mAP and test-retest ICC(3,1) for both, and writes "
-            "OUTPUT/fingerprint.json, similarity.png (model) and similarity_fc.png. Subjects with scans on one "
-            "side only are listed and left out. A bad scan stops the command (exit 2) with a line naming the file, "
-            "and nothing is written. Replaces OUTPUT if a previous fingerprint run wrote it."
+            "Load an R2T-Net and its processor from --model, and identify the subjects of a manifest between every "
+            "ordered pair of sessions (rest scans only when the manifest also has task scans; --pairing modality: "
+            "rest vs task): each scan of one session is a query, every scan of the other the gallery. Whole scans "
+            "are encoded in windows of the processor's window_length, averaged; --segment-length N also identifies "
+            "from every non-overlapping N-frame segment. Beside the model: the classical baselines (raw Fisher-z FC, "
+            "state-centred FC, tangent-space FC, PCA-denoised FC) fitted on the --splits train subjects, chosen on "
+            "its validation subjects, scored on its test subjects, the strongest shown; without --splits every "
+            "subject is scored and only raw FC can be shown. Rank-1 is printed as the mean over session pairs with "
+            "its spread. Writes OUTPUT/fingerprint.json, similarity.png (model) and similarity_baseline.png on one "
+            "colour scale. A bad scan stops the command (exit 2) with a line naming the file, and nothing is "
+            "written. Replaces OUTPUT if a previous fingerprint run wrote it."
         ),
     )
     fingerprint.add_argument(
@@ -429,10 +453,27 @@ def build_parser() -> argparse.ArgumentParser:
     fingerprint.add_argument("--manifest", required=True, help="manifest .tsv/.csv of the scans to identify")
     fingerprint.add_argument("--output", default="fingerprint", help="output folder (default: %(default)s)")
     fingerprint.add_argument(
+        "--splits",
+        default=None,
+        help='splits JSON (`r2tnet split`, a training run\'s splits.json, or a plain {"train": [...], '
+        '"validation": [...], "test": [...]}): baselines fitted on train, chosen on validation; test scored',
+    )
+    fingerprint.add_argument(
         "--pairing",
         choices=["session", "modality"],
         default="session",
-        help="session: first vs second session; modality: rest vs task (default: %(default)s)",
+        help="session: every pair of sessions; modality: rest vs task (default: %(default)s)",
+    )
+    fingerprint.add_argument(
+        "--sessions", nargs="+", default=None, metavar="NAME", help="only these sessions (or rest/task)"
+    )
+    fingerprint.add_argument(
+        "--segment-length",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="also identify from non-overlapping N-frame segments, for each N (e.g. 50 100)",
     )
     fingerprint.add_argument(
         "--batch-size", type=int, default=8, help="windows encoded per forward pass (default: %(default)s)"

@@ -8,6 +8,7 @@ from .models.r2tnet.configuration_r2tnet import R2TNetConfig
 from .models.resnet3d.configuration_resnet3d import ResNet3DConfig
 from .models.roi_transformer.configuration_roi_transformer import RoiTransformerConfig
 from .models.swin4d.configuration_swin4d import Swin4DConfig
+from .models.tangent_connectome.configuration_tangent_connectome import TangentConnectomeConfig
 from .models.vit4d.configuration_vit4d import Vit4DConfig
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "ResNet3DConfig",
     "RoiTransformerConfig",
     "Swin4DConfig",
+    "TangentConnectomeConfig",
     "Vit4DConfig",
 ]

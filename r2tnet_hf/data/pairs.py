@@ -38,6 +38,11 @@ class PairSampler:
         subjects_per_batch (`int`, defaults to 8): subjects (= positive pairs) per batch; at least 2.
         subjects (*optional*): restrict to these subjects (e.g. the training split).
         window_length (`int`, *optional*): frames per view, cut at random through the processor.
+        min_window_length (`int`, *optional*): when given, each view is a crop of a random length between it (at
+            most `window_length`) and `window_length` (at most the scan's length), at a random place: identification must work from short
+            scans, and real scans are often shorter than one fixed window.
+        roi_dropout (`float`, defaults to 0.0): probability that a ROI of a view is set to 0 (ROI input only), as a
+            parcel outside the field of view or flat in one scan is.
         seed (`int`), rank, world_size: as for `FmriStream`.
     """
 
@@ -51,6 +56,8 @@ class PairSampler:
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        min_window_length: int | None = None,
+        roi_dropout: float = 0.0,
     ):
         if positives not in POSITIVES:
             raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}")
@@ -58,7 +65,12 @@ class PairSampler:
             raise ValueError("subjects_per_batch must be >= 2: the other subjects are the negatives")
         self.shards = folder if isinstance(folder, ShardFolder) else ShardFolder(folder)
         self.processor = window_processor(self.shards, window_length)
+        if min_window_length is not None and window_length is not None:
+            min_window_length = min(min_window_length, window_length)
+        if not 0.0 <= roi_dropout < 1.0:
+            raise ValueError(f"roi_dropout must be in [0, 1), got {roi_dropout}")
         self.positives, self.subjects_per_batch, self.seed = positives, subjects_per_batch, seed
+        self.min_window_length, self.roi_dropout = min_window_length, roi_dropout
         default_rank, default_world = _world()
         self.rank = default_rank if rank is None else rank
         self.world_size = default_world if world_size is None else world_size
@@ -151,13 +163,27 @@ class PairSampler:
             yield batch
         self.set_epoch(epoch + 1)
 
+    def augment(self, view: dict, generator: np.random.Generator) -> dict:
+        """A random-length crop of the view's real frames and ROI dropout, as configured (no-ops by default)."""
+        values, mask = view["fmri_values"], view["attention_mask"]
+        if self.min_window_length is not None:
+            real = int(mask.sum())
+            length = int(generator.integers(min(self.min_window_length, real), real + 1))
+            start = int(generator.integers(0, real - length + 1))
+            values, mask = values[..., start : start + length], mask[start : start + length]
+        if self.roi_dropout > 0 and self.processor.input_type == "roi":
+            keep = generator.random(values.shape[0]) >= self.roi_dropout
+            values = values * keep[:, None].astype(values.dtype)
+        return {**view, "fmri_values": values, "attention_mask": mask}
+
     def load_batch(self, batch: list[tuple[str, int, int]], generator: np.random.Generator) -> dict:
         """Read the rows of a planned batch and cut their windows."""
         meta_ids, columns = self.shards.subject_ids, self.shards.phenotype_columns
         views = []
         for row_index in [a for _, a, _ in batch] + [b for _, _, b in batch]:
             row = self.shards.read_row(row_index)
-            views.append(sample_from_row(row, self.processor, generator, "random", meta_ids, columns))
+            view = sample_from_row(row, self.processor, generator, "random", meta_ids, columns)
+            views.append(self.augment(view, generator))
         first, second = collate_fmri(views[: len(batch)]), collate_fmri(views[len(batch) :])
         return {
             "fmri_values": first["fmri_values"],

@@ -86,10 +86,28 @@ def save_splits(splits: dict[str, list[str]], path: str | os.PathLike, seed: int
 
 
 def load_splits(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Read a splits file: what `save_splits` writes (`{"seed": ..., "splits": {...}}`) or a plain
+    `{"train": [...], "validation": [...], "test": [...]}`. Subject names are read as strings; a missing split is
+    empty. Malformed or overlapping splits raise `FmriInputError` naming the file."""
     path = Path(path)
     try:
-        splits = json.loads(path.read_text())["splits"]
-    except (OSError, KeyError, json.JSONDecodeError) as error:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise FmriInputError.for_source(path, expected="a splits JSON file", found=f"{type(error).__name__}") from None
-    check_disjoint(splits)
-    return splits
+    splits = loaded.get("splits", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(splits, dict) or not set(splits) & set(SPLIT_NAMES):
+        found = sorted(splits) if isinstance(splits, dict) else type(loaded).__name__
+        raise FmriInputError.for_source(
+            path, expected=f"lists of subjects under {', '.join(SPLIT_NAMES)} (or under 'splits')", found=f"{found}"
+        )
+    unknown = sorted(set(splits) - set(SPLIT_NAMES))
+    if unknown or not all(isinstance(splits.get(name, []), list) for name in SPLIT_NAMES):
+        raise FmriInputError.for_source(
+            path, expected=f"only {', '.join(SPLIT_NAMES)}, each a list of subjects", found=f"keys {sorted(splits)}"
+        )
+    result = {name: [str(subject) for subject in splits.get(name, [])] for name in SPLIT_NAMES}
+    try:
+        check_disjoint(result)
+    except ValueError as error:
+        raise FmriInputError.for_source(path, expected="disjoint splits", found=str(error)) from None
+    return result

@@ -6,6 +6,17 @@ seconds, so autocorrelation is realistic at any TR. Task scans add a block desig
 canonical double-gamma HRF, on a task map shared by all subjects. The phenotype `score` is linked to each subject's
 connectivity (and predictable from FC).
 
+Task scans differ from rest in three ways, each a stated prior rather than a setting tuned for a method:
+
+- a shared task map activated by the block design, with a subject's own amplitude (`task_amplitude` ×
+  lognormal(0, `task_amplitude_spread`)) and map (the shared map plus `task_map_spread` × a subject's own, rescaled);
+- a connectivity change shared by everyone (`task_connectivity` · D / √V): what state-centring removes;
+- a subject × state interaction (`state_interaction` · C_s / √V, C_s drawn per subject): the part of a person's task
+  connectivity that their rest does not predict, which no method can recover.
+
+With all three at 0 (the defaults of `make_synthetic_cohort`) a task scan is rest plus the same additive block
+response for everyone, a cohort on which subtracting each state's mean is almost all there is to learn.
+
 Individual differences `B_s` come in two kinds:
 
 - `modes=None`: `B_s` is an independent Gaussian V × V matrix per subject, spread evenly over every connection; the
@@ -97,11 +108,16 @@ def make_synthetic_cohort(
     modes: int | None = None,
     idiosyncratic: float = 0.3,
     progress: bool = False,
+    task_amplitude_spread: float = 0.0,
+    task_map_spread: float = 0.0,
+    task_connectivity: float = 0.0,
+    state_interaction: float = 0.0,
 ) -> Manifest:
     """Write the cohort under `out_dir` (one TSV per scan, rows = timepoints) and `out_dir/manifest.tsv`.
 
-    `modes` and `idiosyncratic` shape the individual differences (see the module docstring); `progress` shows a bar
-    over subjects.
+    `modes` and `idiosyncratic` shape the individual differences, `task_amplitude_spread`, `task_map_spread`,
+    `task_connectivity` and `state_interaction` how task scans differ from rest (see the module docstring);
+    `progress` shows a bar over subjects.
 
     `roi_labels` names the columns (default `roi_000`, ...); giving another cohort's names puts both in one parcel
     order, so one model and processor read both.
@@ -124,6 +140,16 @@ def make_synthetic_cohort(
         raise ValueError(f"roi_labels has {len(labels)} names for {rois} ROIs")
     own, raw_scores = individual_differences(generator, subjects, rois, readout, modes, idiosyncratic)
     scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() or 1.0) + 0.3 * generator.standard_normal(subjects)
+    for name, value in (("task_amplitude_spread", task_amplitude_spread), ("task_map_spread", task_map_spread),
+                        ("task_connectivity", task_connectivity), ("state_interaction", state_interaction)):  # fmt: skip
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    # the task's variation across people, from a generator of its own so that the defaults leave cohorts unchanged
+    task_generator = np.random.default_rng([seed, 1])
+    task_change = task_connectivity * task_generator.standard_normal((rois, rois)) / np.sqrt(rois)
+    amplitudes = task_amplitude * np.exp(task_amplitude_spread * task_generator.standard_normal(subjects))
+    maps = task_map + task_map_spread * task_generator.standard_normal((subjects, rois))
+    maps *= np.linalg.norm(task_map) / np.linalg.norm(maps, axis=1, keepdims=True)
 
     records = []
     from tqdm.auto import tqdm
@@ -131,12 +157,15 @@ def make_synthetic_cohort(
     for s in tqdm(range(subjects), desc="synthetic cohort", unit="subject", disable=not progress):
         subject = f"sub-{s + 1:03d}"
         mixing = shared + subject_strength * own[s] / np.sqrt(rois)
+        interaction = state_interaction * task_generator.standard_normal((rois, rois)) / np.sqrt(rois)
         for session_number in range(1, sessions + 1):
             session = f"ses-{session_number}"
             for modality, task_name in (("rest", "rest"), ("task", "blocks")) if task else (("rest", "rest"),):
-                signal = mixing @ ar1(generator, rois, frames, rho)
                 if modality == "task":
-                    signal = signal + task_amplitude * np.outer(task_map, design)
+                    signal = (mixing + task_change + interaction) @ ar1(generator, rois, frames, rho)
+                    signal = signal + amplitudes[s] * np.outer(maps[s], design)
+                else:
+                    signal = mixing @ ar1(generator, rois, frames, rho)
                 series = signal + noise * generator.standard_normal((rois, frames))
                 relative = Path(subject) / session / "func" / f"{subject}_{session}_task-{task_name}_timeseries.tsv"
                 path = out_dir / relative

@@ -1,13 +1,18 @@
 """Fingerprinting a manifest's scans with a saved R2T-Net: the logic behind `r2tnet fingerprint`.
 
-Steps: load the model and its processor from a folder; pair each subject's scans across two sessions (the first two
-session names in sorted order; rest scans only when the manifest has any) or across modalities (rest vs task);
-encode whole scans; compute the Finn et al. (2015) FC baseline on the same prepared scans; score both with
-`fingerprint_report`; write `fingerprint.json`, `similarity.png` and `similarity_fc.png`.
+Steps: load the model and its processor; read and prepare every scan the report needs; identify the scored subjects
+between every ordered pair of sessions (or rest vs task), from whole scans and from non-overlapping segments of each
+asked length; put the model beside the classical baselines on the same scans; write `fingerprint.json`,
+`similarity.png` and `similarity_baseline.png`.
 
-Whole scans: if the processor has a `window_length` and a scan is longer, the scan is cut into consecutive windows
-(`all_windows=True`, the last one padded and masked), each window is encoded, and the scan's signature is the mean
-of its window signatures weighted by their real frames, L2-normalised again. Shorter scans are one padded window.
+Baselines. With `--splits`, they are fitted on the `train` subjects, PCA's k, each baseline's variant and the
+strongest of them are chosen on the `validation` subjects, and the `test` subjects are scored (everything in
+`r2tnet_hf.evaluation.baselines`). Without a splits file only raw FC can be shown (the others need subjects to be
+fitted on), and every subject of the manifest is scored.
+
+Whole scans: a scan longer than the processor's `window_length` is cut into consecutive windows (the last one padded
+and masked), and its signature is the mean of the window signatures weighted by their real frames, L2-normalised
+again. Segments are encoded as they are.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 
 from ..errors import FmriInputError
 from ..utils import atomic_write_text
-from .fingerprinting import fc_features, fingerprint_report, plot_similarity, similarity_matrix
+from .fingerprinting import ScanSet, fc_features, icc, pairwise_identification, plot_similarity, similarity_matrix
 
 PAIRINGS = ("session", "modality")
 
@@ -54,37 +59,35 @@ def load_encoder(model_dir: str | os.PathLike):
     return encoder.eval(), processor
 
 
-def pair_scans(manifest, pairing: str = "session") -> tuple[list, list, list[str]]:
-    """Split a manifest's records into side A and side B; returns (records_a, records_b, unpaired subjects).
+def side_of(record, pairing: str) -> str:
+    return record.modality if pairing == "modality" else record.session
 
-    `session`: side A holds each subject's scans of its first session, side B those of its second (session names
-    sorted); only rest scans when the manifest has any. `modality`: side A the rest scans, side B the task scans.
-    Subjects with scans on one side only are returned as unpaired and left out of both sides.
+
+def select_records(manifest, pairing: str = "session", sessions=None) -> tuple[list, list[str]]:
+    """The records identification uses, and the subjects left out (scans on one side only).
+
+    `session`: every session is a side (only rest scans when the manifest has rest and task scans); `modality`:
+    rest vs task. `sessions` keeps only those sides (session names, or `rest`/`task`).
     """
     if pairing not in PAIRINGS:
         raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
     records = manifest.records
-    side_a, side_b = {}, {}
-    if pairing == "session":
-        if any(record.modality == "rest" for record in records):
-            records = [record for record in records if record.modality == "rest"]
-        sessions = {}
-        for record in records:
-            sessions.setdefault(record.subject, set()).add(record.session)
-        for record in records:
-            ordered = sorted(sessions[record.subject])
-            if len(ordered) >= 2 and record.session in ordered[:2]:
-                target = side_a if record.session == ordered[0] else side_b
-                target.setdefault(record.subject, []).append(record)
-    else:
-        for record in records:
-            (side_a if record.modality == "rest" else side_b).setdefault(record.subject, []).append(record)
-    subjects = sorted(set(side_a) | set(side_b) | {record.subject for record in manifest.records})
-    paired = [subject for subject in subjects if subject in side_a and subject in side_b]
-    unpaired = [subject for subject in subjects if subject not in paired]
-    records_a = [record for subject in paired for record in side_a[subject]]
-    records_b = [record for subject in paired for record in side_b[subject]]
-    return records_a, records_b, unpaired
+    if pairing == "session" and len({record.modality for record in records}) > 1:
+        records = [record for record in records if record.modality == "rest"]
+    if sessions:
+        known = {side_of(record, pairing) for record in records}
+        missing = sorted(set(sessions) - known)
+        if missing:
+            raise FmriInputError.for_source(
+                manifest.source, expected=f"sessions {missing} ({pairing} pairing)", found=f"{sorted(known)}"
+            )
+        records = [record for record in records if side_of(record, pairing) in set(sessions)]
+    sides: dict[str, set] = {}
+    for record in records:
+        sides.setdefault(record.subject, set()).add(side_of(record, pairing))
+    paired = {subject for subject, found in sides.items() if len(found) >= 2}
+    unpaired = sorted({record.subject for record in manifest.records} - paired)
+    return [record for record in records if record.subject in paired], unpaired
 
 
 def encode_series(encoder, processor, series_list, batch_size: int = 8, progress: bool = True) -> np.ndarray:
@@ -93,7 +96,7 @@ def encode_series(encoder, processor, series_list, batch_size: int = 8, progress
     from tqdm.auto import tqdm
 
     signatures = []
-    for series in tqdm(series_list, desc="encoding", disable=not progress, leave=False):
+    for series in tqdm(series_list, desc="encoding scans", disable=not progress, leave=False):
         windows = processor.window_length is not None and series.num_timepoints > processor.window_length
         batch = processor(series, all_windows=windows, return_tensors="pt")
         rows = []
@@ -108,6 +111,50 @@ def encode_series(encoder, processor, series_list, batch_size: int = 8, progress
     return np.stack(signatures)
 
 
+def encode_scans(model, scans: ScanSet, device="cpu", batch_size: int = 16, progress: bool = False) -> np.ndarray:
+    """Signatures `(rows, signature_dim)` of a `ScanSet`'s series, as they are (padded and masked per batch)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    results = []
+    starts = range(0, len(scans), batch_size)
+    for start in tqdm(starts, desc="encoding segments", disable=not progress, leave=False):
+        chunk = range(start, min(start + batch_size, len(scans)))
+        longest = max(np.shape(scans.series[i])[-1] for i in chunk)
+        values = np.zeros((len(chunk), *np.shape(scans.series[start])[:-1], longest), dtype=np.float32)
+        mask = np.zeros((len(chunk), longest), dtype=np.int64)
+        for row, i in enumerate(chunk):
+            length = np.shape(scans.series[i])[-1]
+            values[row, ..., :length] = scans.series[i]
+            mask[row, :length] = 1
+        inputs = {
+            "fmri_values": torch.from_numpy(values).to(device),
+            "attention_mask": torch.from_numpy(mask).to(device),
+            "repetition_time": torch.tensor([scans.repetition_times[i] for i in chunk], device=device),
+        }
+        with torch.no_grad():
+            results.append(model(**inputs).signature.float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
+
+
+def _scan_set(records, series, pairing) -> ScanSet:
+    return ScanSet(
+        [s.data for s in series],
+        [r.subject for r in records],
+        [side_of(r, pairing) for r in records],
+        [r.task for r in records],
+        repetition_times=[s.repetition_time for s in series],
+    )
+
+
+def _summary(found: dict) -> dict:
+    keys = ("rank1", "rank1_std", "rank1_min", "rank1_max", "map", "queries", "subjects")
+    return {key: found[key] for key in keys} | {"pairs": found["pairs"]}
+
+
 def run_fingerprint_evaluation(
     model_dir: str | os.PathLike,
     manifest_path: str | os.PathLike,
@@ -115,95 +162,199 @@ def run_fingerprint_evaluation(
     pairing: str = "session",
     batch_size: int = 8,
     progress: bool = True,
+    sessions=None,
+    segment_lengths=(),
+    splits_path: str | os.PathLike | None = None,
 ) -> dict:
-    """Encode, pair and score a manifest's scans; write `fingerprint.json`, `similarity.png`, `similarity_fc.png`.
+    """Encode, identify and score a manifest's scans beside the baselines; write the report and the plots.
 
-    `output_dir` must exist (the CLI passes a staging folder and renames it when everything is written).
-    Bad scans raise `FmriInputError` naming the file.
+    `output_dir` must exist (the CLI passes a staging folder and renames it when everything is written). Bad scans
+    raise `FmriInputError` naming the file.
 
     Returns:
-        The report of `fingerprint_report` plus `model`, `manifest`, `pairing`, `side_a`, `side_b` and `unpaired`.
+        `dict`: `lengths` (one entry per scored length, `"full"` and each segment length: `model` and every
+        baseline's `pairwise_identification` summary, `strongest`, its `description` and what validation chose,
+        `frames_unused`), the full-length ICC(3,1) of model and raw FC, and what was scored (`subjects`, `pairing`,
+        `sessions`, `unpaired`, `splits`, ...).
     """
     from tqdm.auto import tqdm
 
     from ..data.manifest import read_manifest
+    from ..data.splits import load_splits
+    from .baselines import baseline_identification
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    segment_lengths = sorted({int(length) for length in segment_lengths or ()})
+    if any(length < 3 for length in segment_lengths):
+        raise FmriInputError.for_source("--segment-length", expected="at least 3 frames", found=f"{segment_lengths}")
     manifest = read_manifest(manifest_path)
-    records_a, records_b, unpaired = pair_scans(manifest, pairing)
-    if len({r.subject for r in records_a}) < 2:
+    records, unpaired = select_records(manifest, pairing, sessions)
+    splits = load_splits(splits_path) if splits_path else None
+    scored = set(splits["test"]) if splits else {r.subject for r in records}
+    if splits and not splits["test"]:
+        raise FmriInputError.for_source(splits_path, expected="test subjects to score", found="an empty test split")
+    fitting = set(splits["train"]) | set(splits["validation"]) if splits else set()
+    needed = [r for r in records if r.subject in scored | fitting]
+    test_subjects = {r.subject for r in records if r.subject in scored}
+    if len(test_subjects) < 2:
         raise FmriInputError.for_source(
-            manifest_path,
-            expected=f"at least 2 subjects with scans on both sides ({pairing} pairing)",
-            found=f"{len({r.subject for r in records_a})}",
+            splits_path or manifest_path,
+            expected=f"at least 2 scored subjects with scans in two {pairing}s",
+            found=f"{len(test_subjects)}",
         )
     encoder, processor = load_encoder(model_dir)
-    records = records_a + records_b
     series = [
         processor.prepare(manifest.resolve(record), record.repetition_time)
-        for record in tqdm(records, desc="reading", disable=not progress, leave=False)
+        for record in tqdm(needed, desc="reading", disable=not progress, leave=False)
     ]
-    signatures = encode_series(encoder, processor, series, batch_size, progress)
-    fc = fc_features(series)
-    count = len(records_a)
-    subjects_a = [record.subject for record in records_a]
-    subjects_b = [record.subject for record in records_b]
-    report = fingerprint_report(signatures[:count], signatures[count:], fc[:count], fc[count:], subjects_a, subjects_b)
-    side = {"session": ("first session", "second session"), "modality": ("rest", "task")}[pairing]
+    every = _scan_set(needed, series, pairing)
+    test = every.subset(test_subjects)
+    train = every.subset(splits["train"]) if splits else None
+    validation = every.subset(splits["validation"]) if splits else None
+    if splits and (len({*train.subjects}) < 2 or len({*validation.subjects}) < 1):
+        raise FmriInputError.for_source(
+            splits_path,
+            expected="train subjects (2 or more) and validation subjects with scans in the manifest to fit and choose "
+            "the baselines",
+            found=f"{len(set(train.subjects))} and {len(set(validation.subjects))}",
+        )
+    test_records = [r for r in needed if r.subject in test_subjects]
+    test_series = [s for s, r in zip(series, needed) if r.subject in test_subjects]
+    whole = encode_series(encoder, processor, test_series, batch_size, progress)
+    report: dict = {"lengths": {}}
+    for length in [None, *segment_lengths]:
+        name = "full" if length is None else str(length)
+        if length is None:
+            signatures, rows = whole, test
+        else:
+            rows = test.segments(length)
+            if not len(rows):
+                raise FmriInputError.for_source(
+                    "--segment-length", expected=f"scans of at least {length} frames", found="shorter scans only"
+                )
+            signatures = encode_scans(encoder, rows, batch_size=batch_size, progress=progress)
+        entry = {"model": _summary(pairwise_identification(signatures, rows.subjects, rows.sessions))}
+        entry["frames_unused"] = test.frames_unused(length)
+        if splits:
+            found = baseline_identification(train, validation, test, length)
+            selection = found["selection"]
+            entry["baselines"] = {key: _summary(value) for key, value in found["results"].items()}
+            entry["strongest"] = found["strongest"]
+            entry["description"] = selection.describe(found["strongest"])
+            entry["baseline_validation"] = selection.validation
+            entry["baseline_choices"] = selection.choices
+        else:
+            fc = fc_features(rows.series)
+            entry["baselines"] = {"raw": _summary(pairwise_identification(fc, rows.subjects, rows.sessions))}
+            entry["strongest"] = None
+        report["lengths"][name] = entry
+    _add_icc(report, whole, fc_features(test.series), test)
     report.update(
         model=str(model_dir),
         manifest=str(manifest_path),
+        splits=None if splits_path is None else str(splits_path),
         pairing=pairing,
-        side_a=side[0],
-        side_b=side[1],
+        sessions=sorted(set(test.sessions)),
+        subjects=len(test_subjects),
+        scans=len(test_records),
         unpaired=unpaired,
-        signature_dim=int(signatures.shape[1]),
-        fc_features=int(fc.shape[1]),
+        signature_dim=int(whole.shape[1]),
+        fc_features=int(fc_features(test.series[:1]).shape[1]),
     )
-    output_dir = Path(output_dir)
-    labels_a = [f"{r.subject} {r.session}" if pairing == "session" else f"{r.subject} {r.task}" for r in records_a]
-    labels_b = [f"{r.subject} {r.session}" if pairing == "session" else f"{r.subject} {r.task}" for r in records_b]
-    plot_similarity(
-        similarity_matrix(signatures[:count], signatures[count:]),
-        labels_a,
-        output_dir / "similarity.png",
-        column_labels=labels_b,
-        title=f"model signatures: {side[0]} vs {side[1]} (Pearson r)",
-    )
-    plot_similarity(
-        similarity_matrix(fc[:count], fc[count:]),
-        labels_a,
-        output_dir / "similarity_fc.png",
-        column_labels=labels_b,
-        title=f"FC baseline: {side[0]} vs {side[1]} (Pearson r)",
-    )
-    atomic_write_text(output_dir / "fingerprint.json", json.dumps(_json_ready(report), indent=2) + "\n")
+    _plots(report, whole, test, train, validation, Path(output_dir))
+    atomic_write_text(Path(output_dir) / "fingerprint.json", json.dumps(_json_ready(report), indent=2) + "\n")
     return report
 
 
-def _json_ready(report: dict) -> dict:
-    """NaN → null, so that the file is strict JSON."""
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in report.items()}
+def _session_means(features: np.ndarray, scans: ScanSet, subjects: list[str], session: str) -> np.ndarray:
+    keys = list(zip(scans.subjects, scans.sessions))
+    return np.stack([features[[i for i, key in enumerate(keys) if key == (s, session)]].mean(axis=0) for s in subjects])
+
+
+def _add_icc(report: dict, signatures: np.ndarray, fc: np.ndarray, test: ScanSet) -> None:
+    """ICC(3,1) between the first two sessions, each subject's scans of a session averaged."""
+    first, second = sorted(set(test.sessions))[:2]
+    on = {side: {s for s, v in zip(test.subjects, test.sessions) if v == side} for side in (first, second)}
+    subjects = sorted(on[first] & on[second])
+    for key, features in (("model", signatures), ("fc", fc)):
+        values = {"mean": float("nan"), "median": float("nan")}
+        if len(subjects) >= 2:
+            values = icc(*(_session_means(features, test, subjects, side) for side in (first, second)))
+        report[f"{key}_icc_mean"], report[f"{key}_icc_median"] = values["mean"], values["median"]
+
+
+def _plots(report, signatures, test: ScanSet, train, validation, output: Path) -> None:
+    """Full-length similarity between the first two sessions, model and strongest baseline (raw FC without splits),
+    on one colour scale."""
+    from .baselines import fit_baselines
+
+    first, second = sorted(set(test.sessions))[:2]
+    rows_a = [i for i, v in enumerate(test.sessions) if v == first]
+    rows_b = [i for i, v in enumerate(test.sessions) if v == second]
+    if train is not None:
+        strongest = report["lengths"]["full"]["strongest"]
+        baseline = fit_baselines(train, validation, None, names=(strongest,)).baselines[strongest]
+        baseline_features, baseline_name = baseline.transform(test), f"strongest baseline ({strongest})"
+    else:
+        baseline_features, baseline_name = fc_features(test.series), "raw FC (Finn 2015)"
+    matrices = {
+        "similarity.png": (similarity_matrix(signatures[rows_a], signatures[rows_b]), "model signatures"),
+        "similarity_baseline.png": (
+            similarity_matrix(baseline_features[rows_a], baseline_features[rows_b]),
+            baseline_name,
+        ),
+    }
+    limits = (min(m.min() for m, _ in matrices.values()), max(m.max() for m, _ in matrices.values()))
+    for name, (matrix, title) in matrices.items():
+        plot_similarity(
+            matrix,
+            [test.subjects[i] for i in rows_a],
+            output / name,
+            column_labels=[test.subjects[i] for i in rows_b],
+            title=f"{title}: {first} vs {second}",
+            axis_labels=(f"subject ({first})", f"subject ({second})"),
+            limits=limits,
+        )
+
+
+def _json_ready(value):
+    """NaN → null recursively, so that the file is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def format_report(report: dict) -> str:
-    """The model and FC baseline side by side, as printed by `r2tnet fingerprint`."""
+    """The model beside the strongest baseline and raw FC, per length, as printed by `r2tnet fingerprint`."""
+    splits = report["splits"] is not None
     lines = [
-        f"{report['subjects']} subjects, {report['rows_a']} {report['side_a']} scans vs {report['rows_b']} "
-        f"{report['side_b']} scans ({report['pairing']} pairing)",
-        f"{'':22s}{'model':>10s}{'FC (Finn 2015)':>16s}",
+        f"{report['subjects']} {'test ' if splits else ''}subjects, {report['scans']} scans, Rank-1 over every ordered "
+        f"pair of {report['pairing']}s ({', '.join(report['sessions'])}); mean ± std over pairs [min, max]",
     ]
-    rows = (
-        ("Rank-1 A→B", "rank1_a2b"),
-        ("Rank-1 B→A", "rank1_b2a"),
-        ("mAP", "map"),
-        ("ICC(3,1) mean", "icc_mean"),
-        ("ICC(3,1) median", "icc_median"),
+    if not splits:
+        lines.append("  (no --splits: the fitted baselines need training subjects, so only raw FC is shown)")
+    for name, entry in report["lengths"].items():
+        label = "whole scans" if name == "full" else f"{name}-frame segments"
+        lines.append(f"  {label}:")
+        rows = [("model", entry["model"])]
+        if entry["strongest"]:
+            rows.append((f"strongest baseline: {entry['strongest']}", entry["baselines"][entry["strongest"]]))
+        rows.append(("raw FC (Finn 2015)", entry["baselines"]["raw"]))
+        for title, found in rows:
+            lines.append(
+                f"    {title:34s} {found['rank1']:.3f} ± {found['rank1_std']:.3f} "
+                f"[{found['rank1_min']:.3f}, {found['rank1_max']:.3f}]  mAP {found['map']:.3f}"
+            )
+    lines.append(
+        f"  ICC(3,1) mean, whole scans: model {report['model_icc_mean']:.3f}, raw FC {report['fc_icc_mean']:.3f}"
     )
-    for title, key in rows:
-        model_key = key if key.startswith("icc") else f"model_{key}"
-        lines.append(f"  {title:20s}{report[model_key]:>10.3f}{report[f'fc_{key}']:>16.3f}")
     if report["unpaired"]:
-        lines.append(f"  left out (scans on one side only): {', '.join(report['unpaired'])}")
+        lines.append(f"  left out (scans in one {report['pairing']} only): {', '.join(report['unpaired'])}")
     return "\n".join(lines)

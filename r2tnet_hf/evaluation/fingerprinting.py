@@ -6,14 +6,18 @@
 - `identification_accuracy`: Rank-1 when row i of each side is subject i (kept for existing callers).
 - `identification`: Rank-1 in both directions and mean average precision, with subject labels per row (a subject may
   have several rows; rows of subjects missing from the other side are reported, not scored).
+- `ScanSet`, `pairwise_identification`: a cohort's scans with subject, session and state labels, cut into
+  non-overlapping segments if asked, and Rank-1 for every ordered pair of sessions with its spread over pairs.
 - `icc`: test-retest ICC(3,1) of every feature dimension.
 - `fingerprint_report`: model and FC baseline side by side; `plot_similarity`: the similarity matrix as a PNG.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -161,6 +165,145 @@ def identification(
     }
 
 
+@dataclass
+class ScanSet:
+    """The scans of a cohort for identification: one `(V, T)` array per scan and its labels.
+
+    Attributes:
+        series: the `(V, T)` arrays, time last.
+        subjects: the subject of each scan.
+        sessions: the side each scan is identified across (a session, a run, or the modality): Rank-1 is scored
+            between every ordered pair of distinct values.
+        states: what state-centring centres on (the modality or the task); defaults to one state for all.
+        scans: the index of the scan a row was cut from (`segments`); defaults to the row index.
+        repetition_times: seconds per frame of each scan, for encoding them with a model (optional).
+    """
+
+    series: list
+    subjects: list
+    sessions: list
+    states: list | None = None
+    scans: list | None = field(default=None)
+    repetition_times: list | None = None
+
+    def __post_init__(self):
+        self.subjects = [str(s) for s in self.subjects]
+        self.sessions = [str(s) for s in self.sessions]
+        self.states = ["all"] * len(self.series) if self.states is None else [str(s) for s in self.states]
+        self.scans = list(range(len(self.series))) if self.scans is None else list(self.scans)
+        if self.repetition_times is None:
+            self.repetition_times = [float("nan")] * len(self.series)
+        self.repetition_times = [float(tr) for tr in self.repetition_times]
+        lengths = {len(self.series), len(self.subjects), len(self.sessions), len(self.states), len(self.scans)}
+        lengths.add(len(self.repetition_times))
+        if len(lengths) != 1:
+            raise ValueError(f"ScanSet needs one label of each kind per scan, got lengths {sorted(lengths)}")
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def subset(self, subjects) -> ScanSet:
+        """The scans of the given subjects, in their original order."""
+        keep = set(map(str, subjects))
+        rows = [i for i, s in enumerate(self.subjects) if s in keep]
+        return self._rows(rows)
+
+    def _rows(self, rows) -> ScanSet:
+        return ScanSet(
+            [self.series[i] for i in rows],
+            [self.subjects[i] for i in rows],
+            [self.sessions[i] for i in rows],
+            [self.states[i] for i in rows],
+            [self.scans[i] for i in rows],
+            [self.repetition_times[i] for i in rows],
+        )
+
+    def segments(self, length: int | None) -> ScanSet:
+        """Every scan cut into consecutive, non-overlapping `length`-frame segments (`None`: the whole scans).
+
+        The frames after the last whole segment are not used; a scan shorter than `length` gives no segment (count
+        them with `frames_unused`).
+        """
+        if length is None:
+            return self
+        if length < 3:
+            raise ValueError(f"segment length must be >= 3 frames, got {length}")
+        rows, series = [], []
+        for i, data in enumerate(self.series):
+            for start in range(0, np.shape(data)[-1] - length + 1, length):
+                rows.append(i)
+                series.append(np.asarray(data)[..., start : start + length])
+        segments = self._rows(rows)
+        segments.series = series
+        return segments
+
+    def frames_unused(self, length: int | None) -> int:
+        """Frames that `segments(length)` leaves out (the tail of each scan after its last whole segment)."""
+        if length is None:
+            return 0
+        return int(sum(np.shape(data)[-1] % length for data in self.series))
+
+
+def pairwise_identification(features: np.ndarray, subjects: Sequence, sessions: Sequence) -> dict:
+    """Rank-1 identification between every ordered pair of sessions.
+
+    For sessions a ≠ b, every row of a whose subject has a row in b is a query; the gallery is every row of b; the
+    query scores a hit when its most similar gallery row (Pearson correlation, `similarity_matrix`) is its own
+    subject's. With segments, a subject has several rows per session, and any of its rows in b is a hit.
+
+    Returns:
+        `dict` with `rank1` (the mean over pairs), `rank1_std`, `rank1_min`, `rank1_max` (its spread over pairs),
+        `map` (mean average precision over pairs), `idiff` (differential identifiability, Amico & Goñi 2018: 100 ×
+        the mean similarity of a query to its own subject's gallery rows minus that to the others', averaged over
+        pairs; it keeps ranking when Rank-1 saturates), `queries` (over all pairs), `subjects` (with rows in at
+        least two sessions), `pairs` (one entry per scored pair: `a`, `b`, `rank1`, `map`, `idiff`, `queries`). NaN values and
+        no pairs when no subject has rows in two sessions.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    subjects = np.asarray([str(s) for s in subjects])
+    sessions = np.asarray([str(s) for s in sessions])
+    if features.ndim != 2 or len(features) != len(subjects) or len(subjects) != len(sessions):
+        raise ValueError(
+            f"need (rows, features) and one subject and session per row, got {features.shape}, {len(subjects)} "
+            f"subjects and {len(sessions)} sessions"
+        )
+    standardised = _standardise(features)
+    pairs = []
+    for a, b in itertools.permutations(sorted(set(sessions.tolist())), 2):
+        queries, gallery = np.flatnonzero(sessions == a), np.flatnonzero(sessions == b)
+        similarity = standardised[queries] @ standardised[gallery].T
+        found = _one_direction(similarity, subjects[queries], subjects[gallery])
+        if found["queries"]:
+            same = subjects[queries][:, None] == subjects[gallery][None, :]
+            idiff = 100.0 * (similarity[same].mean() - similarity[~same].mean()) if (~same).any() else float("nan")
+            pairs.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "rank1": found["rank1"],
+                    "map": found["map"],
+                    "idiff": idiff,
+                    "queries": found["queries"],
+                }
+            )
+    rank1 = np.array([pair["rank1"] for pair in pairs])
+    nan = float("nan")
+    by_subject: dict[str, set] = {}
+    for subject, session in zip(subjects.tolist(), sessions.tolist()):
+        by_subject.setdefault(subject, set()).add(session)
+    return {
+        "rank1": float(rank1.mean()) if pairs else nan,
+        "rank1_std": float(rank1.std()) if pairs else nan,
+        "rank1_min": float(rank1.min()) if pairs else nan,
+        "rank1_max": float(rank1.max()) if pairs else nan,
+        "map": float(np.mean([pair["map"] for pair in pairs])) if pairs else nan,
+        "idiff": float(np.mean([pair["idiff"] for pair in pairs])) if pairs else nan,
+        "queries": int(sum(pair["queries"] for pair in pairs)),
+        "subjects": sum(len(found) >= 2 for found in by_subject.values()),
+        "pairs": pairs,
+    }
+
+
 def icc(signatures_session1: np.ndarray, signatures_session2: np.ndarray) -> dict:
     """Test-retest ICC(3,1) of every feature dimension (Shrout & Fleiss, 1979).
 
@@ -273,6 +416,8 @@ def plot_similarity(
     path: str | os.PathLike,
     column_labels: Sequence | None = None,
     title: str = "cross-session similarity (Pearson r)",
+    axis_labels: tuple[str, str] = ("subject, first session", "subject, second session"),
+    limits: tuple[float, float] | None = None,
 ) -> None:
     """Write the similarity matrix as a PNG heat map, atomically (matplotlib's Agg canvas; no display needed).
 
@@ -281,6 +426,8 @@ def plot_similarity(
         labels (`Sequence` of length n): row labels (subjects of side A); also the column labels unless
             `column_labels` is given.
         path: the PNG to write.
+        axis_labels: what the rows and the columns are.
+        limits: the colour scale `(low, high)`; give two plots the same limits to compare them.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -295,13 +442,14 @@ def plot_similarity(
     figure = Figure(figsize=(size + 1.0, size))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    image = axes.imshow(similarity, cmap="viridis", aspect="auto", interpolation="nearest")
-    figure.colorbar(image, ax=axes)
+    low, high = limits if limits is not None else (None, None)
+    image = axes.imshow(similarity, cmap="viridis", aspect="auto", interpolation="nearest", vmin=low, vmax=high)
+    figure.colorbar(image, ax=axes, label="Pearson r between the two scans' features")
     if max(similarity.shape) <= 60:  # tick labels stay readable
         axes.set_yticks(range(len(labels)), [str(label) for label in labels], fontsize=7)
         axes.set_xticks(range(len(column_labels)), [str(label) for label in column_labels], fontsize=7, rotation=90)
-    axes.set_ylabel("side A")
-    axes.set_xlabel("side B")
+    axes.set_ylabel(axis_labels[0])
+    axes.set_xlabel(axis_labels[1])
     axes.set_title(title)
     figure.tight_layout()
     with atomic_path(path) as temporary:

@@ -132,6 +132,40 @@ def recorded_metrics(run: RunRecord) -> list[tuple[str, str, float, bool]]:
     return rows
 
 
+def _headline(run: RunRecord) -> str | None:
+    """The held-out result in words, beside the strongest classical baseline and raw FC, when the run has one."""
+    metrics = run.test_results.get("metrics") or {}
+    lines = []
+    subjects = metrics.get("test_subjects_paired")
+    for infix, label in (("", "whole scans"), ("segment_", "segments")):
+        model = _numeric(metrics.get(f"test_fingerprint_{infix}rank1"))
+        baseline = _numeric(metrics.get(f"test_baseline_{infix}rank1"))
+        name = metrics.get(f"test_{infix}baseline")
+        raw = _numeric(metrics.get(f"test_fc_{infix}rank1"))
+        if model is not None and baseline is not None and name:
+            length = run.config.get("validation_segment_length") if infix else None
+            what = f"{length}-frame segments" if length else label
+            verdict = "ahead of" if model > baseline else ("level with" if model == baseline else "behind")
+            lines.append(
+                f"- {what}: the model {_format(model)}, {verdict} the strongest classical baseline (`{name}` FC, "
+                f"fitted on the training subjects and chosen on validation) at {_format(baseline)}; raw FC "
+                f"{_format(raw) if raw is not None else 'n/a'}."
+            )
+    found = run.test_results.get("baselines") or {}
+    model_r = _numeric(metrics.get("test_pearson_r"))
+    if found.get("strongest") and model_r is not None:
+        lines.append(
+            f"- test Pearson r {_format(model_r)}, the strongest baseline (ridge on `{found['strongest']}` FC) "
+            f"{_format(found['test_pearson_r'])}, ridge on raw FC {_format(found['raw_test_pearson_r'])}."
+        )
+    if not lines:
+        return None
+    who = f" ({subjects} subjects)" if subjects else ""
+    return "\n".join([f"On test subjects never trained on{who}, Rank-1 identification between every pair of sessions:"
+                      if metrics.get("test_fingerprint_rank1") is not None else "On test subjects never trained on:",
+                      *lines])  # fmt: skip
+
+
 def _is_finetune(model, run: RunRecord) -> bool:
     task = run.config.get("task")
     if task in ("pretrain", "finetune"):
@@ -342,7 +376,8 @@ def build_model_card(
         what = f"predicts `{target}`" if target else "predicts phenotypes"
         summary = (
             f"An R2T-Net phenotype model{backbone_text}: it {what} from resting-state fMRI, with a "
-            f"{model.config.problem_type or 'regression/classification'} head on the 2048-d brain signature."
+            f"{model.config.problem_type or 'regression/classification'} head on the "
+            f"{getattr(model.config, 'signature_dim', 2048)}-d brain signature."
         )
         intended_use = (
             "Research on brain–phenotype associations from resting-state fMRI in cohorts like the training data. "
@@ -373,6 +408,7 @@ def build_model_card(
         (split, f"FC baseline {metric}" if baseline else metric, _format(value))
         for split, metric, value, baseline in metrics
     ]
+    headline = _headline(run)
     auto_class = "AutoModel"
     load_note = None
     if _is_head(model):
@@ -395,6 +431,7 @@ def build_model_card(
         preprocessing=_preprocessing_rows(processor),
         training=_training_rows(run),
         selection=selection,
+        headline=headline,
         results=results,
         intended_use=intended_use,
         citations=CITATIONS,

@@ -35,23 +35,55 @@ class RunConfig:
     validation_fraction: float = field(default=0.15, metadata={"help": "subjects held out for validation"})
     test_fraction: float = field(default=0.15, metadata={"help": "subjects held out for the final test"})
     group_column: str | None = field(default=None, metadata={"help": "phenotype column grouping subjects (family)"})
-    window_length: int | None = field(default=256, metadata={"help": "frames per training window (None: whole)"})
+    window_length: int | None = field(
+        default=256, metadata={"help": "most frames per training window (None: whole scans); see min_window_length"}
+    )
+    min_window_length: int | None = field(
+        default=32,
+        metadata={
+            "help": "pretraining views are crops of a random length between this and window_length (real scans are "
+            "often shorter than a fixed window); None: every view window_length"
+        },
+    )
+    roi_dropout: float = field(
+        default=0.0, metadata={"help": "pretraining: probability that a ROI of a view is zeroed (a missing parcel)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of the model, the splits, the batches and the windows"})
     # ---- model
     init_from: str | None = field(
         default=None, metadata={"help": "pretrained model folder to start from (fine-tuning: the encoder)"}
     )
     backbone: str = field(
-        default="connectome_transformer",
-        metadata={"help": "backbone model_type (connectome_transformer, roi_transformer, swin4d, vit4d, ...)"},
+        default="tangent_connectome",
+        metadata={
+            "help": "backbone model_type: tangent_connectome (the default: tangent-space FC fitted on the training "
+            "subjects, an anchored learned correction), connectome_transformer, roi_transformer, swin4d, vit4d, ..."
+        },
     )
     backbone_config: dict = field(
         default_factory=dict,
         metadata={"help": "backbone config overrides (JSON on the command line); default: the backbone's defaults"},
     )
     model_config: dict = field(
-        default_factory=lambda: {"signature_dim": 2048, "projection_num_layers": 1},
-        metadata={"help": "R2TNetConfig overrides (JSON on the command line)"},
+        default_factory=dict,
+        metadata={
+            "help": "R2TNetConfig overrides (JSON on the command line); default: a linear projection to a 2048-d "
+            "signature, or for tangent_connectome the features themselves (projection_num_layers 0)"
+        },
+    )
+    reference_segment_length: int | None = field(
+        default=50,
+        metadata={
+            "help": "tangent_connectome: fit its reference and within-subject directions on the training scans cut "
+            "into segments of this many frames (None: whole scans)"
+        },
+    )
+    validation_segment_length: int | None = field(
+        default=50,
+        metadata={
+            "help": "pretraining validation also identifies from segments of this many frames, over every pair of "
+            "sessions (whole scans saturate on small cohorts); None: whole scans only"
+        },
     )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
     model: str = field(
@@ -117,8 +149,9 @@ class RunConfig:
     metric_for_best_model: str | None = field(
         default=None,
         metadata={
-            "help": "validation metric that picks OUTPUT/best/: val_fingerprint_rank1 (pretraining default), "
-            "val_loss, val_mae (regression default), val_pearson_r, val_balanced_accuracy (classification default)"
+            "help": "validation metric that picks OUTPUT/best/: val_fingerprint_segment_rank1 (pretraining default "
+            "with validation_segment_length; else val_fingerprint_rank1), val_loss, val_mae (regression default), "
+            "val_pearson_r, val_balanced_accuracy (classification default)"
         },
     )
     greater_is_better: bool | None = field(default=None, metadata={"help": "default: from the metric's name"})
@@ -145,6 +178,11 @@ class RunConfig:
             raise bad("modality", "rest, task or all", self.modality)
         if self.mixed_precision not in (None, "no", "fp16", "bf16"):
             raise bad("mixed_precision", "no, fp16 or bf16", self.mixed_precision)
+        if not 0.0 <= self.roi_dropout < 1.0:
+            raise bad("roi_dropout", "a probability in [0, 1)", self.roi_dropout)
+        for key in ("min_window_length", "reference_segment_length", "validation_segment_length"):
+            if getattr(self, key) is not None and getattr(self, key) < 3:
+                raise bad(key, "at least 3 frames, or None", getattr(self, key))
         for key in ("max_steps", "logging_steps", "eval_steps", "save_steps", "gradient_accumulation_steps"):
             if getattr(self, key) < 1:
                 raise bad(key, "at least 1", getattr(self, key))
@@ -155,8 +193,11 @@ class RunConfig:
         """The metric that selects the best model, and whether greater is better."""
         metric = self.metric_for_best_model
         if metric is None:
-            if task == "pretrain":
-                metric = "val_fingerprint_rank1" if self.model == "r2tnet" else "val_loss"
+            if task == "pretrain" and self.model == "r2tnet":
+                segments = self.validation_segment_length is not None
+                metric = "val_fingerprint_segment_rank1" if segments else "val_fingerprint_rank1"
+            elif task == "pretrain":
+                metric = "val_loss"
             else:
                 metric = "val_mae" if self.problem_type == "regression" else "val_balanced_accuracy"
         greater = self.greater_is_better

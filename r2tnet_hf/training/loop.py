@@ -38,7 +38,9 @@ from ..utils import atomic_write_text
 from .checkpointing import load_checkpoint, resolve_checkpoint, save_best, save_checkpoint, save_pretrained_atomic
 from .config import RunConfig
 from .validation import (
+    baseline_metrics,
     phenotype_targets,
+    scan_set,
     select_rows,
     validate_objective,
     validate_phenotype,
@@ -136,11 +138,22 @@ def build_model(config: RunConfig, processor, model_class, **head):
             return model_class.from_pretrained(source, **head)
         # A backbone's own checkpoint (e.g. MnemoDyn pretraining): R2T-Net around it, the backbone's weights loaded.
         backbone = AutoModel.from_pretrained(source)
+        model_config = {**default_projection(backbone.config), **model_config}
         model = model_class(R2TNetConfig(backbone_config=backbone.config, **model_config, **head))
         model.r2tnet.backbone.load_state_dict(backbone.state_dict())
         return model
-    r2tnet_config = R2TNetConfig(backbone_config=build_backbone_config(config, processor), **model_config, **head)
-    return model_class(r2tnet_config)
+    backbone_config = build_backbone_config(config, processor)
+    model_config = {**default_projection(backbone_config), **model_config}
+    return model_class(R2TNetConfig(backbone_config=backbone_config, **model_config, **head))
+
+
+def default_projection(backbone_config) -> dict:
+    """The signature head a run uses unless `model_config` says otherwise: a linear projection to 2048 dimensions,
+    or none for the tangent backbone, whose every feature carries identity (a 2048-d projection of its 7,021
+    features lost Rank-1 from 50-frame segments on the development cohort; see the README)."""
+    if backbone_config.model_type == "tangent_connectome":
+        return {"signature_dim": backbone_config.hidden_size, "projection_num_layers": 0}
+    return {"signature_dim": 2048, "projection_num_layers": 1}
 
 
 def make_optimizer(config: RunConfig, parameters):
@@ -230,6 +243,16 @@ def _to_device(batch: dict, device, keys) -> dict:
     return {key: batch[key].to(device) for key in keys if key in batch}
 
 
+def train_unfrozen(model: torch.nn.Module) -> None:
+    """Train mode for the modules that train; eval mode for every frozen part (all its parameters frozen), so a
+    probe's frozen backbone keeps its batch-norm statistics and runs without dropout."""
+    model.train()
+    for module in model.modules():
+        parameters = list(module.parameters())
+        if parameters and not any(p.requires_grad for p in parameters):
+            module.eval()
+
+
 @dataclass
 class TrainingResult:
     """What a run returns: the last validation metrics, the trained (unwrapped) model, and the test metrics of a
@@ -257,6 +280,7 @@ def _train(
     best: BestTracker,
     extra_modules=(),
     after_step=None,
+    validate_first: bool = False,
 ) -> dict:
     """Run optimizer steps until `max_steps`: log, validate, checkpoint, keep the best. Returns the last metrics."""
     from tqdm.auto import tqdm
@@ -288,10 +312,27 @@ def _train(
     last_metrics: dict = {}
     if not config.resume_from_checkpoint:
         running, count = 0.0, 0
-    model.train()
+    train_unfrozen(model)
     trainable = [p for p in model.parameters() if p.requires_grad] + [
         p for module in extra_modules for p in module.parameters()
     ]
+
+    def evaluate(at_step: int) -> dict:
+        """Validate, log, and save OUTPUT/best/ when the metric improves (ties keep the earlier step)."""
+        metrics = validate(accelerator.unwrap_model(model))
+        train_unfrozen(model)  # validation leaves every module in train mode again
+        metrics_log.log(metrics, at_step)
+        if best.improves(metrics):
+            best.value, best.step = float(metrics[best.metric]), at_step
+            if accelerator.is_main_process:
+                record = {"metric": best.metric, "greater_is_better": best.greater, "value": best.value}
+                record.update(step=at_step, split="validation", metrics=metrics)
+                save_best(accelerator.unwrap_model(model), processor, output, record)
+        accelerator.wait_for_everyone()
+        return metrics
+
+    if validate_first and step == 0:  # a fitted start is a candidate for best/ like any later step
+        last_metrics = evaluate(0)
     iterator = iter(batches())
     waited, samples, interval_start = 0.0, 0, time.perf_counter()
     while step < config.max_steps:
@@ -336,25 +377,7 @@ def _train(
             running, count = 0.0, 0
             waited, samples, interval_start = 0.0, 0, time.perf_counter()
         if step % config.eval_steps == 0 or step == config.max_steps:
-            last_metrics = validate(accelerator.unwrap_model(model))
-            metrics_log.log(last_metrics, step)
-            if best.improves(last_metrics):
-                best.value, best.step = float(last_metrics[best.metric]), step
-                if accelerator.is_main_process:
-                    save_best(
-                        accelerator.unwrap_model(model),
-                        processor,
-                        output,
-                        {
-                            "metric": best.metric,
-                            "greater_is_better": best.greater,
-                            "value": best.value,
-                            "step": step,
-                            "split": "validation",
-                            "metrics": last_metrics,
-                        },
-                    )
-            accelerator.wait_for_everyone()
+            last_metrics = evaluate(step)
         if step % config.save_steps == 0 or step == config.max_steps:
             save_checkpoint(
                 accelerator,
@@ -402,6 +425,8 @@ def pretrain(config: RunConfig) -> TrainingResult:
     shards = ShardFolder(config.data)
     splits = resolve_splits(config, shards, accelerator)
     model = build_model(config, shards.processor, R2TNetForContrastivePretraining)
+    pairing = "modality" if config.positives == "cross_modality" else "session"
+    fitted = _fit_backbone_reference(config, model.r2tnet.backbone, shards, splits["train"], pairing, accelerator)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
     head = None
@@ -427,6 +452,8 @@ def pretrain(config: RunConfig) -> TrainingResult:
         seed=config.seed,
         rank=accelerator.process_index,
         world_size=accelerator.num_processes,
+        min_window_length=config.min_window_length,
+        roi_dropout=config.roi_dropout,
     )
     if len(sampler) == 0:
         raise FmriInputError.for_source(
@@ -434,9 +461,12 @@ def pretrain(config: RunConfig) -> TrainingResult:
             expected=f"training subjects with {config.positives} pairs, at least {config.subjects_per_batch}",
             found=f"{len(sampler.candidates)} subjects with pairs in the training split",
         )
+    _check_validation_segments(config, shards, splits["validation"], accelerator)
     metric, greater = config.metric_and_direction("pretrain")
-    _save_run_record(config, "pretrain", accelerator, {"backbone_model_type": config.backbone})
+    _warn_if_memorisable(accelerator.unwrap_model(model), len(sampler.candidates), accelerator)
+    _save_run_record(config, "pretrain", accelerator, {"backbone_model_type": config.backbone, **(fitted or {})})
     device = accelerator.device
+    baselines = _validation_baselines(config, shards, splits, pairing, accelerator)
     inputs = (
         "fmri_values",
         "attention_mask",
@@ -458,16 +488,21 @@ def pretrain(config: RunConfig) -> TrainingResult:
         supervised = torch.nn.functional.mse_loss(prediction[observed, 0], targets[observed]) if observed.any() else 0
         return output.loss + config.supervised_weight * supervised
 
-    pairing = "modality" if config.positives == "cross_modality" else "session"
-
     def validate(unwrapped):
         return validate_pretraining(
-            unwrapped.r2tnet, shards, splits["validation"], pairing, unwrapped.config.temperature, device
+            unwrapped.r2tnet,
+            shards,
+            splits["validation"],
+            pairing,
+            unwrapped.config.temperature,
+            device,
+            segment_length=config.validation_segment_length,
+            baselines=baselines,
         )
 
     if accelerator.is_main_process:
         accelerator.init_trackers("tensorboard", config=_tracker_config(config))
-    return _train(
+    result = _train(
         config,
         "pretrain",
         accelerator,
@@ -481,7 +516,103 @@ def pretrain(config: RunConfig) -> TrainingResult:
         validate,
         BestTracker(metric, greater),
         extra_modules=[head] if head is not None else [],
+        validate_first=fitted is not None,
     )
+    result.test = evaluate_pretraining_test(config, shards, splits, pairing, device, accelerator)
+    return result
+
+
+def evaluate_pretraining_test(config, shards, splits, pairing, device, accelerator) -> dict | None:
+    """The test subjects, once, with OUTPUT/best/: identification at full length and on validation-length segments,
+    beside the baselines fitted on the training subjects and chosen on validation; into `test_results.json`."""
+    from ..models.r2tnet import R2TNetModel
+
+    best_dir = Path(config.output_dir) / "best"
+    if not accelerator.is_main_process or not splits["test"] or not (best_dir / "model.safetensors").is_file():
+        return None  # after end_training: the main process alone, no collective
+    model = R2TNetModel.from_pretrained(best_dir).to(device)
+    baselines = None
+    if shards.processor.input_type == "roi" and splits["validation"]:
+        train, validation, test = (
+            scan_set(shards, select_rows(shards, splits[name]), pairing) for name in ("train", "validation", "test")
+        )
+        baselines = baseline_metrics(train, validation, config.validation_segment_length, prefix="test", test=test)
+    metrics = validate_pretraining(
+        model,
+        shards,
+        splits["test"],
+        pairing,
+        model.config.temperature,
+        device,
+        prefix="test",
+        segment_length=config.validation_segment_length,
+        baselines=baselines,
+    )
+    results = {"metrics": metrics, "best": json.loads((best_dir / "eval_results.json").read_text())}
+    atomic_write_text(Path(config.output_dir) / "test_results.json", json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _fit_backbone_reference(config, backbone, shards, subjects, pairing, accelerator) -> dict | None:
+    """A backbone with a closed-form start (the tangent backbone) is fitted on the training subjects' scans before
+    the first step, unless it comes from `init_from`. Every process fits the same thing from the same rows."""
+    if not hasattr(backbone, "set_reference") or config.init_from:
+        return None
+    from .reference import fit_reference
+
+    scans = scan_set(shards, select_rows(shards, subjects), pairing)
+    fitted = fit_reference(backbone, scans, config.reference_segment_length)
+    if accelerator.is_main_process:
+        logger.warning(
+            f"fitted the {backbone.config.model_type} reference on {fitted['reference_scans']} scans of "
+            f"{fitted['reference_subjects']} training subjects ({fitted['within_subject_directions']} within-subject "
+            "directions); step 0 is validated as a candidate for best/"
+        )
+    return fitted
+
+
+def _check_validation_segments(config, shards, subjects, accelerator) -> None:
+    """Validation on segments needs rows at least that long (volume shards hold windows of a few frames): else it
+    is whole rows only, and the run says so."""
+    length = config.validation_segment_length
+    rows = select_rows(shards, subjects)
+    longest = int(max(shards.metadata["num_frames"][rows], default=0)) if rows else 0
+    if length is not None and longest < length:
+        if accelerator.is_main_process:
+            logger.warning(
+                f"validation_segment_length {length} is longer than every validation row ({longest} frames at most): "
+                "validating on whole rows only"
+            )
+        config.validation_segment_length = None
+
+
+def _validation_baselines(config, shards, splits, pairing, accelerator) -> dict | None:
+    """The classical baselines' validation identification (fitted on training subjects, chosen on validation), once:
+    they do not change while the model trains. ROI data only."""
+    if shards.processor.input_type != "roi":
+        return None
+    train = scan_set(shards, select_rows(shards, splits["train"]), pairing)
+    validation = scan_set(shards, select_rows(shards, splits["validation"]), pairing)
+    if len({s for s in validation.subjects}) < 2:
+        return None
+    return baseline_metrics(train, validation, config.validation_segment_length)
+
+
+# Trainable parameters per training subject above which a model can fit (memorise) its training people: the default
+# ConnectomeTransformer (5.6M parameters) on 13 real subjects reached a training NT-Xent of 0.0005 while held-out
+# Rank-1 fell from 0.77 (step 10) to 0.51, below raw FC (0.90).
+MEMORISATION_RATIO = 10_000
+
+
+def _warn_if_memorisable(model, subjects: int, accelerator) -> None:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if accelerator.is_main_process and trainable > MEMORISATION_RATIO * max(subjects, 1):
+        logger.warning(
+            f"{subjects} training subjects for {trainable:,} trainable parameters ({trainable // max(subjects, 1):,} "
+            f"per subject): a model this size can memorise its training people, and held-out identification may "
+            f"fall as training goes on. Watch the validation segment Rank-1 beside the baseline, or use "
+            f"--backbone tangent_connectome, which starts at the classical baseline and is anchored to it"
+        )
 
 
 def pretrain_mnemodyn(config: RunConfig) -> TrainingResult:
@@ -773,8 +904,24 @@ def _report_missing_targets(shards, rows, targets, encode_label, accelerator) ->
         logger.warning(f"{missing} of {len(rows)} training rows have no usable {targets} value: left out of the loss")
 
 
+def phenotype_baselines(config, shards, splits) -> dict:
+    """Ridge on every classical FC baseline (`ridge_baselines`): features fitted on every subject outside the
+    validation and test splits (labelled or not: the training and any unassigned subjects), ridge fitted on the
+    training rows with a target, alpha, PCA's k and the strongest baseline chosen on validation MAE."""
+    from ..evaluation.baselines import ridge_baselines
+
+    held_out = set(splits["validation"]) | set(splits["test"])
+    fitting = sorted(set(shards.subject_ids) - held_out)
+    rows = {name: select_rows(shards, splits[name], config.modality) for name in ("train", "validation", "test")}
+    labelled = {name: scan_set(shards, r) for name, r in rows.items()}
+    targets = {name: phenotype_targets(shards, r, config.target, None) for name, r in rows.items()}
+    found = ridge_baselines(scan_set(shards, select_rows(shards, fitting, config.modality)), labelled, targets)
+    return {**found, "fit_subjects": len(fitting)}
+
+
 def evaluate_test(config, shards, splits, encode_label, device, accelerator) -> dict:
-    """The test split, once, with OUTPUT/best/; beside it the ridge-on-FC baseline for ROI regression."""
+    """The test split, once, with OUTPUT/best/; beside it ridge on every classical FC baseline for ROI regression
+    (`results["baselines"]`, the strongest chosen on validation; `results["fc_baseline"]`: raw FC)."""
     from ..models.r2tnet import R2TNetForPhenotypePrediction
 
     output = Path(config.output_dir)
@@ -787,11 +934,9 @@ def evaluate_test(config, shards, splits, encode_label, device, accelerator) -> 
     )
     results = {"metrics": metrics, "best": json.loads((best_dir / "eval_results.json").read_text())}
     if config.problem_type == "regression" and shards.processor.input_type == "roi":
-        from ..evaluation.baselines import ridge_fc_baseline
-
-        rows = {name: select_rows(shards, splits[name], config.modality) for name in ("train", "validation", "test")}
-        targets = {name: phenotype_targets(shards, r, config.target, None) for name, r in rows.items()}
-        results["fc_baseline"] = ridge_fc_baseline(shards, rows, targets)
+        results["baselines"] = phenotype_baselines(config, shards, splits)
+        found = results["baselines"]
+        results["fc_baseline"] = {"test_mae": found["raw_test_mae"], "test_pearson_r": found["raw_test_pearson_r"]}
     if accelerator.is_main_process:
         atomic_write_text(output / "test_results.json", json.dumps(results, indent=2) + "\n")
     return results

@@ -87,7 +87,14 @@ def nt_xent_loss(
         )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    features = F.normalize(features.float(), dim=-1)
+    # float32 whatever autocast says: in bf16 the similarities of a 2048-d product lose the second decimal and the
+    # log-sum-exp over the batch loses more
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        return _nt_xent(features.float(), subject_ids, temperature, gather)
+
+
+def _nt_xent(features: torch.Tensor, subject_ids: torch.Tensor, temperature: float, gather: bool) -> torch.Tensor:
+    features = F.normalize(features, dim=-1)
     subject_ids = subject_ids.to(features.device).long()
     if gather:
         candidates, candidate_ids, offset = gather_with_grad(features, subject_ids)
@@ -103,7 +110,14 @@ def nt_xent_loss(
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     num_positives = positives.sum(dim=1)
     has_positive = num_positives > 0
-    if not bool(has_positive.any()):
+    # every process decides together: one raising alone would leave the others waiting in the backward all-reduce
+    anchors = has_positive.sum()
+    if gather and _world_size() > 1:
+        anchors = anchors.clone()
+        dist.all_reduce(anchors)
+    if int(anchors) == 0:
         raise ValueError("nt_xent_loss: no anchor has a positive (every subject id appears once in the batch)")
+    if not bool(has_positive.any()):  # this process's anchors have no positive, others' do: it contributes 0
+        return (logits.masked_fill(self_mask, 0.0) * 0.0).sum()
     per_anchor = -(log_prob.masked_fill(~positives, 0.0).sum(dim=1)) / num_positives.clamp_min(1)
     return per_anchor[has_positive].mean()

@@ -52,7 +52,11 @@ def phenotype_metrics(problem_type: str, logits: np.ndarray, references: np.ndar
             )
             metrics[f"{prefix}_accuracy"] = float(np.mean(predicted == refs))
             scores = logits[observed]
-            scores = scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+            if scores.shape[1] == 2:  # the logit difference ranks like the probability of class 1
+                scores = scores[:, 1] - scores[:, 0]
+            else:  # one-vs-rest needs each class's probability: raw logits are not comparable across rows
+                shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+                scores = shifted / shifted.sum(axis=1, keepdims=True)
             metrics[f"{prefix}_auroc"] = compute("auroc", prediction_scores=scores, references=refs)
         return metrics
     raise ValueError(f"metrics for problem_type {problem_type!r} are not implemented")

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from ..data.streaming import ShardFolder, collate_fmri, decode_array, sample_from_row, window_processor
-from ..evaluation.fingerprinting import functional_connectivity, identification
+from ..evaluation.baselines import baseline_identification
+from ..evaluation.fingerprint_scans import encode_scans
+from ..evaluation.fingerprinting import ScanSet, fc_features, identification, pairwise_identification
 from .losses import nt_xent_loss
 from .metrics import phenotype_metrics
 
@@ -105,31 +107,98 @@ def paired_features(model, shards: ShardFolder, subjects, pairing: str, device, 
         "b": np.stack([by_side[(s, "b")] for s in paired]) if paired else None,
     }
     if with_fc and shards.processor.input_type == "roi" and paired:
-        fc = np.stack([functional_connectivity(decode_array(shards.read_row(row))) for row in rows])
+        fc = fc_features([decode_array(shards.read_row(row)) for row in rows])  # flat ROIs: 0, not NaN
         fc_by_side = _side_means(fc, rows, side_of, meta["subject"])
         result["fc_a"] = np.stack([fc_by_side[(s, "a")] for s in paired])
         result["fc_b"] = np.stack([fc_by_side[(s, "b")] for s in paired])
     return result
 
 
-def validate_pretraining(
-    model, shards: ShardFolder, subjects, pairing: str, temperature: float, device, prefix: str = "val"
-) -> dict:
-    """Rank-1 identification of held-out subjects from signatures and from FC, and the NT-Xent loss of their pairs."""
-    found = paired_features(model, shards, subjects, pairing, device)
-    metrics = {f"{prefix}_subjects": len(set(subjects)), f"{prefix}_subjects_paired": len(found["subjects"])}
-    if len(found["subjects"]) < 2:
-        return metrics
-    a, b = found["a"], found["b"]
-    for key, value in identification_metrics(a, b).items():
-        metrics[f"{prefix}_fingerprint_{key}"] = value
-    ids = torch.arange(len(a)).repeat(2)
-    metrics[f"{prefix}_loss"] = float(
-        nt_xent_loss(torch.from_numpy(np.concatenate([a, b])), ids, temperature=temperature, gather=False)
+def scan_set(shards: ShardFolder, rows: list[int], pairing: str = "session") -> ScanSet:
+    """The rows as a `ScanSet`: sides are the sessions (`pairing="session"`) or the modalities (`"modality"`), the
+    state of each row is its task (what state-centring centres on)."""
+    meta = shards.metadata
+    sides = meta["modality"] if pairing == "modality" else meta["session"]
+    return ScanSet(
+        [decode_array(shards.read_row(row)) for row in rows],
+        [meta["subject"][row] for row in rows],
+        [sides[row] for row in rows],
+        [meta["task"][row] for row in rows],
+        repetition_times=[float(meta["repetition_time"][row]) for row in rows],
     )
-    if "fc_a" in found:
-        for key, value in identification_metrics(found["fc_a"], found["fc_b"]).items():
-            metrics[f"{prefix}_fc_{key}"] = value
+
+
+def _identification_metrics(found: dict, prefix: str) -> dict:
+    metrics = {f"{prefix}_rank1": found["rank1"], f"{prefix}_rank1_std": found["rank1_std"]}
+    metrics[f"{prefix}_map"] = found["map"]
+    return metrics
+
+
+def baseline_metrics(
+    train: ScanSet, validation: ScanSet, segment_length: int | None, prefix: str = "val", test: ScanSet | None = None
+) -> dict:
+    """The classical baselines' identification, as metrics beside the model's: raw FC (`{prefix}_fc_*`) and the
+    strongest baseline on validation (`{prefix}_baseline_*`, its name in `{prefix}_baseline`), at full length and
+    on `segment_length`-frame segments (`*_segment_*`). Fitted on `train`, chosen on `validation`, scored on
+    `test` (default: validation)."""
+    metrics = {}
+    for infix, length in (("", None), ("segment_", segment_length)):
+        if infix and length is None:
+            continue
+        found = baseline_identification(train, validation, test, length)
+        strongest = found["strongest"]
+        metrics[f"{prefix}_{infix}baseline"] = strongest
+        metrics.update(_identification_metrics(found["results"]["raw"], f"{prefix}_fc_{infix}".rstrip("_")))
+        metrics.update(_identification_metrics(found["results"][strongest], f"{prefix}_baseline_{infix}".rstrip("_")))
+    return metrics
+
+
+def validate_pretraining(
+    model,
+    shards: ShardFolder,
+    subjects,
+    pairing: str,
+    temperature: float,
+    device,
+    prefix: str = "val",
+    segment_length: int | None = None,
+    baselines: dict | None = None,
+) -> dict:
+    """Identification of held-out subjects from signatures, over every ordered pair of sessions (or rest vs task),
+    at full length and on `segment_length`-frame segments (which does not saturate on small cohorts), beside
+    `baselines` (precomputed `baseline_metrics`, or raw FC alone), and the NT-Xent loss of their scans.
+
+    Keys: `{prefix}_fingerprint_rank1` (mean over pairs), `_rank1_std` (spread over pairs), `_map`, and with two
+    sides `_rank1_a2b` / `_rank1_b2a`; `{prefix}_fingerprint_segment_*` the same on segments; `{prefix}_loss`;
+    `{prefix}_subjects`, `{prefix}_subjects_paired`.
+    """
+    rows = select_rows(shards, subjects)
+    scans = scan_set(shards, rows, pairing)
+    signatures = encode_scans(model, scans, device)
+    found = pairwise_identification(signatures, scans.subjects, scans.sessions) if len(scans) else None
+    metrics = {f"{prefix}_subjects": len(set(subjects)), f"{prefix}_subjects_paired": found["subjects"] if found else 0}
+    if not found or not found["pairs"]:
+        return metrics
+    metrics.update(_identification_metrics(found, f"{prefix}_fingerprint"))
+    if len(found["pairs"]) == 2:
+        metrics[f"{prefix}_fingerprint_rank1_a2b"] = found["pairs"][0]["rank1"]
+        metrics[f"{prefix}_fingerprint_rank1_b2a"] = found["pairs"][1]["rank1"]
+    if segment_length is not None:
+        segments = scans.segments(segment_length)
+        if len(segments):
+            features = encode_scans(model, segments, device)
+            found_segments = pairwise_identification(features, segments.subjects, segments.sessions)
+            metrics.update(_identification_metrics(found_segments, f"{prefix}_fingerprint_segment"))
+    ids = torch.as_tensor(np.unique(scans.subjects, return_inverse=True)[1])
+    if int(torch.bincount(ids).max()) >= 2:
+        loss = nt_xent_loss(torch.from_numpy(signatures), ids, temperature=temperature, gather=False)
+        metrics[f"{prefix}_loss"] = float(loss)
+    if baselines is None and shards.processor.input_type == "roi":
+        fc = fc_features(scans.series)
+        metrics.update(
+            _identification_metrics(pairwise_identification(fc, scans.subjects, scans.sessions), f"{prefix}_fc")
+        )
+    metrics.update(baselines or {})
     return metrics
 
 

@@ -35,3 +35,24 @@ def test_a_cohort_with_modes_is_written_and_reproducible(tmp_path):
         make_synthetic_cohort(tmp_path / "c", subjects=2, modes=0)
     with pytest.raises(ValueError, match=r"idiosyncratic must be in \[0, 1\]"):
         make_synthetic_cohort(tmp_path / "c", subjects=2, modes=2, idiosyncratic=1.5)
+
+
+def test_task_variation_across_people_is_what_the_settings_state(tmp_path):
+    from r2tnet_hf.data.manifest import read_manifest
+
+    plain = make_synthetic_cohort(tmp_path / "plain", subjects=3, sessions=1, rois=6, frames=80, seed=4)
+    varied = make_synthetic_cohort(
+        tmp_path / "varied", subjects=3, sessions=1, rois=6, frames=80, seed=4, task_amplitude_spread=0.5,
+        task_map_spread=0.5, task_connectivity=0.5, state_interaction=0.3,
+    )  # fmt: skip
+
+    def data(manifest, modality):
+        manifest = read_manifest(manifest.source)
+        return [read_series(manifest.resolve(r)).data for r in manifest.records if r.modality == modality]
+
+    # rest scans do not depend on the task settings; task scans do
+    for a, b in zip(data(plain, "rest"), data(varied, "rest")):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not np.allclose(data(plain, "task")[0], data(varied, "task")[0], atol=1e-3)
+    with pytest.raises(ValueError, match="state_interaction must be >= 0"):
+        make_synthetic_cohort(tmp_path / "bad", subjects=2, state_interaction=-1)

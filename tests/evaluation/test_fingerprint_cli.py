@@ -10,13 +10,13 @@ from r2tnet_hf import FmriProcessor, R2TNetConfig, R2TNetForContrastivePretraini
 from r2tnet_hf.cli import main
 from r2tnet_hf.data.manifest import read_manifest
 from r2tnet_hf.data.synthetic import make_synthetic_cohort
-from r2tnet_hf.evaluation.fingerprint_scans import encode_series, load_encoder, pair_scans
+from r2tnet_hf.evaluation.fingerprint_scans import encode_series, load_encoder, select_records
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("fingerprint")
-    make_synthetic_cohort(root / "cohort", subjects=4, sessions=2, rois=8, frames=64)
+    make_synthetic_cohort(root / "cohort", subjects=10, sessions=3, rois=8, frames=64)
     backbone = RoiTransformerConfig(
         num_rois=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, patch_size=4, intermediate_size=64
     )
@@ -27,41 +27,66 @@ def workspace(tmp_path_factory):
     return root, model
 
 
-def test_fingerprint_writes_both_reports_and_plots(workspace, capsys):
+def fingerprint(root, output, *extra):
+    manifest = str(root / "cohort" / "manifest.tsv")
+    return main(["fingerprint", "--model", str(root / "model"), "--manifest", manifest, "--output", str(output),
+                 "--quiet", *extra])  # fmt: skip
+
+
+def test_without_splits_every_pair_of_sessions_is_scored_beside_raw_fc(workspace, capsys):
     root, _ = workspace
     output = root / "out"
-    manifest = str(root / "cohort" / "manifest.tsv")
-    assert (
-        main(
-            ["fingerprint", "--model", str(root / "model"), "--manifest", manifest, "--output", str(output), "--quiet"]
-        )
-        == 0
-    )
+    assert fingerprint(root, output) == 0
     printed = capsys.readouterr().out
-    assert "Rank-1 A→B" in printed and "FC (Finn 2015)" in printed
+    assert "no --splits" in printed and "raw FC (Finn 2015)" in printed and "±" in printed
     report = json.loads((output / "fingerprint.json").read_text())
-    for key in (
-        "model_rank1_a2b",
-        "model_rank1_b2a",
-        "model_map",
-        "fc_rank1_a2b",
-        "fc_rank1_b2a",
-        "fc_map",
-        "icc_mean",
-    ):
-        assert key in report
-    assert report["subjects"] == 4 and report["rows_a"] == 4 and report["pairing"] == "session"
+    full = report["lengths"]["full"]
+    assert len(full["model"]["pairs"]) == 6  # 3 sessions: every ordered pair
+    assert set(full["baselines"]) == {"raw"} and full["strongest"] is None
+    assert report["subjects"] == 10 and report["scans"] == 30 and report["pairing"] == "session"
     assert report["signature_dim"] == 16 and report["fc_features"] == 28
-    assert report["fc_rank1_a2b"] == 1.0  # subject-specific connectivity: the FC baseline finds everyone
-    for name in ("similarity.png", "similarity_fc.png"):
+    assert full["baselines"]["raw"]["rank1"] > 0.5  # subject-specific connectivity: FC finds most (chance 0.1)
+    for key in ("rank1", "rank1_std", "rank1_min", "rank1_max", "map"):
+        assert key in full["model"]
+    for name in ("similarity.png", "similarity_baseline.png"):
         assert (output / name).read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == []  # no staging left
 
-    # Rerun by modality into the same folder (it wrote it, so it may replace it).
-    assert main(["fingerprint", "--model", str(root / "model"), "--manifest", manifest, "--output", str(output),
-                 "--pairing", "modality", "--batch-size", "2", "--quiet"]) == 0  # fmt: skip
+    # by modality, two sessions only, into the same folder (it wrote it, so it may replace it)
+    assert fingerprint(root, output, "--pairing", "modality", "--sessions", "rest", "task", "--batch-size", "2") == 0
     report = json.loads((output / "fingerprint.json").read_text())
-    assert report["pairing"] == "modality" and report["rows_a"] == 8 and report["rows_b"] == 8
+    assert report["pairing"] == "modality" and report["sessions"] == ["rest", "task"]
+    assert len(report["lengths"]["full"]["model"]["pairs"]) == 2
+    assert fingerprint(root, output, "--sessions", "ses-1", "ses-3") == 0
+    report = json.loads((output / "fingerprint.json").read_text())
+    assert report["sessions"] == ["ses-1", "ses-3"] and report["scans"] == 20
+
+
+def test_with_splits_the_baselines_are_fitted_on_train_and_the_test_subjects_scored(workspace, tmp_path, capsys):
+    root, _ = workspace
+    subjects = [f"sub-{k:03d}" for k in range(1, 11)]
+    plain = tmp_path / "splits.json"  # a plain splits file, not only what `r2tnet split` writes
+    plain.write_text(json.dumps({"train": subjects[:4], "validation": subjects[4:6], "test": subjects[6:]}))
+    output = tmp_path / "out"
+    assert fingerprint(root, output, "--splits", str(plain), "--segment-length", "16", "32") == 0
+    printed = capsys.readouterr().out
+    assert "strongest baseline:" in printed and "16-frame segments" in printed
+    report = json.loads((output / "fingerprint.json").read_text())
+    assert list(report["lengths"]) == ["full", "16", "32"] and report["subjects"] == 4
+    for entry in report["lengths"].values():
+        assert set(entry["baselines"]) == {"raw", "state_centred", "tangent", "pca_removed", "pca_kept"}
+        assert entry["strongest"] in entry["baselines"] and entry["description"]
+        assert entry["model"]["queries"] > 0
+    segments = report["lengths"]["16"]
+    assert segments["model"]["queries"] == 6 * 4 * 4  # 6 pairs × 4 test subjects × 4 segments of 16 frames
+    assert report["lengths"]["32"]["frames_unused"] == 0
+
+    overlapping = tmp_path / "bad.json"
+    overlapping.write_text(json.dumps({"train": subjects[:4], "validation": subjects[3:6], "test": subjects[6:]}))
+    assert fingerprint(root, tmp_path / "x", "--splits", str(overlapping)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "bad.json" in error and "share 1 subjects" in error
+    assert not (tmp_path / "x").exists()
 
 
 def test_whole_scans_average_their_window_signatures(workspace):
@@ -78,16 +103,15 @@ def test_whole_scans_average_their_window_signatures(workspace):
     assert abs(np.linalg.norm(signature) - 1) < 1e-6
 
 
-def test_pairing_leaves_out_subjects_with_one_side_only(workspace):
+def test_subjects_with_scans_in_one_session_only_are_left_out_and_listed(workspace):
     root, _ = workspace
     manifest = read_manifest(root / "cohort" / "manifest.tsv")
-    manifest.records = [r for r in manifest.records if not (r.subject == "sub-002" and r.session == "ses-2")]
-    side_a, side_b, unpaired = pair_scans(manifest, "session")
-    assert unpaired == ["sub-002"]
-    assert {r.session for r in side_a} == {"ses-1"} and {r.session for r in side_b} == {"ses-2"}
-    assert {r.modality for r in side_a + side_b} == {"rest"} and len(side_a) == 3
-    rest, task, _ = pair_scans(manifest, "modality")
-    assert {r.modality for r in rest} == {"rest"} and {r.modality for r in task} == {"task"}
+    manifest.records = [r for r in manifest.records if not (r.subject == "sub-002" and r.session != "ses-1")]
+    records, unpaired = select_records(manifest, "session")
+    assert unpaired == ["sub-002"] and "sub-002" not in {r.subject for r in records}
+    assert {r.modality for r in records} == {"rest"} and len(records) == 9 * 3
+    records, _ = select_records(manifest, "modality")
+    assert {r.modality for r in records} == {"rest", "task"}
 
 
 def test_a_bad_scan_is_one_line_exit_2_and_nothing_written(workspace, tmp_path, capsys):
@@ -118,4 +142,4 @@ def test_help_explains_the_command(capsys):
         main(["fingerprint", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert "--pairing" in text and "Finn" in text and "--batch-size" in text
+    assert "--pairing" in text and "--splits" in text and "--segment-length" in text and "tangent-space" in text

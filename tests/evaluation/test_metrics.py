@@ -91,3 +91,17 @@ def test_fingerprint_metric_counts_a_known_swap():
         database_subjects=["a", "c", "b", "d"],  # the labels follow the swap: every row is found
     )
     assert labelled["rank1_a2b"] == 1.0 and labelled["map"] == 1.0
+
+
+def test_multi_class_auroc_scores_class_probabilities_not_logits():
+    from r2tnet_hf.training.metrics import phenotype_metrics
+
+    # the first row has the larger class-2 logit but, after the softmax, the smaller class-2 probability
+    logits = np.array([[10.0, 9.0, 0.0], [0.0, 0.0, -1.0], [0.0, 5.0, 0.0], [5.0, 0.0, 0.0]])
+    references = np.array([0, 2, 1, 0])
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = np.mean([reference_auroc(probabilities[:, c].tolist(), (references == c).tolist()) for c in range(3)])
+    by_logits = np.mean([reference_auroc(logits[:, c].tolist(), (references == c).tolist()) for c in range(3)])
+    assert expected != pytest.approx(by_logits)
+    found = phenotype_metrics("single_label_classification", logits, references)["val_auroc"]
+    assert found == pytest.approx(expected, abs=1e-12)

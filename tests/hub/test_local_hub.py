@@ -181,7 +181,7 @@ def test_a_run_trained_by_the_loop_publishes_and_loads_by_repo_id(hub, tmp_path,
     run = tmp_path / "run"
     backbone = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
     assert train("pretrain", ["--data", str(tmp_path / "shards"), "--output_dir", str(run),
-                              "--backbone_config", json.dumps({**backbone, "patch_size": 4}),
+                              "--backbone", "connectome_transformer", "--backbone_config", json.dumps({**backbone, "patch_size": 4}),
                               "--model_config", json.dumps({"signature_dim": 32, "projection_hidden_size": 32}),
                               "--validation_fraction", "0.25", "--test_fraction", "0", "--window_length", "48",
                               "--subjects_per_batch", "3", "--max_steps", "3", "--eval_steps", "3",

@@ -11,6 +11,7 @@ from r2tnet_hf import (
     ResNet3DConfig,
     RoiTransformerConfig,
     Swin4DConfig,
+    TangentConnectomeConfig,
     Vit4DConfig,
 )
 
@@ -113,6 +114,12 @@ def connectome_transformer_config(**overrides):
     return ConnectomeTransformerConfig(**values)
 
 
+def tangent_connectome_config(**overrides):
+    values = dict(num_rois=NUM_ROIS, within_subject_components=4)
+    values.update(overrides)
+    return TangentConnectomeConfig(**values)
+
+
 def volume_inputs(batch, frames=FRAMES, size=VOLUME):
     return {
         "fmri_values": torch.randn(batch, 1, *size, frames),
@@ -133,6 +140,7 @@ def roi_inputs(batch, frames=ROI_FRAMES):
 BACKBONES = {
     "roi_transformer": (roi_transformer_config, roi_inputs),
     "connectome_transformer": (connectome_transformer_config, roi_inputs),
+    "tangent_connectome": (tangent_connectome_config, roi_inputs),
     "swin4d": (swin4d_config, volume_inputs),
     "vit4d": (vit4d_config, volume_inputs),
     "resnet3d": (resnet3d_config, volume_inputs),

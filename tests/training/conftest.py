@@ -19,6 +19,8 @@ TINY = [
     ),
     "--model_config",
     json.dumps({"signature_dim": 64, "projection_hidden_size": 64, "projection_dropout": 0.1}),
+    "--backbone",
+    "connectome_transformer",
 ]
 
 

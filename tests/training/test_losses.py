@@ -1,5 +1,6 @@
 import math
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -96,3 +97,57 @@ def test_negatives_are_gathered_across_processes_with_exact_gradients():
         # DDP averages the parameter gradients of the 2 processes: each process's local gradient, divided by 2.
         grad = torch.tensor(grad)
         torch.testing.assert_close(grad / 2, reference.grad[start : start + sizes[rank]], atol=1e-5, rtol=1e-4)
+
+
+def test_nt_xent_is_computed_in_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    features, ids = torch.randn(16, 2048), torch.arange(8).repeat(2)
+    reference = nt_xent_loss(features, ids, temperature=0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = nt_xent_loss(features.bfloat16(), ids, temperature=0.1)
+    assert mixed.dtype == torch.float32
+    # the inputs were rounded to bf16 once; the loss itself must not be (a bf16 product misses by about 1e-2 here)
+    rounded = nt_xent_loss(features.bfloat16().float(), ids, temperature=0.1)
+    assert mixed.item() == pytest.approx(rounded.item(), abs=1e-6)
+    assert reference.item() == pytest.approx(rounded.item(), abs=1e-2)
+
+
+def _agreement_worker(rank, world, port, ids_per_rank, queue):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    ids = torch.tensor(ids_per_rank[rank])
+    local = torch.randn(len(ids), 4, generator=torch.Generator().manual_seed(rank)).requires_grad_(True)
+    try:
+        loss = nt_xent_loss(local, ids, temperature=0.3)
+        loss.backward()
+        queue.put((rank, "ok", loss.item(), float(local.grad.abs().sum())))
+    except ValueError as error:
+        queue.put((rank, "error", str(error), 0.0))
+    dist.destroy_process_group()
+
+
+def _run_two_ranks(ids_per_rank):
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    processes = mp.start_processes(
+        _agreement_worker, args=(2, _free_port(), ids_per_rank, queue), nprocs=2, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + 120
+    while not processes.join(timeout=5):  # join returns when one process ends; wait for both
+        if time.monotonic() > deadline:  # a hang is the bug: fail instead of waiting forever
+            for process in processes.processes:
+                process.kill()
+            pytest.fail("the processes did not finish: one raised while the other waited in the all-reduce")
+    return sorted(queue.get(timeout=30) for _ in range(2))
+
+
+def test_a_process_without_positives_contributes_zero_while_the_others_train():
+    results = _run_two_ranks([[0, 0, 1, 1], [5, 6]])  # rank 1's subjects appear once, anywhere
+    assert [r[1] for r in results] == ["ok", "ok"]
+    assert results[0][2] > 0 and results[0][3] > 0 and results[1][2] == 0.0
+
+
+def test_no_positive_on_any_process_raises_on_every_process():
+    results = _run_two_ranks([[0, 1], [2, 3]])
+    assert [r[1] for r in results] == ["error", "error"] and all("no anchor has a positive" in r[2] for r in results)

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from transformers import AutoModel
 
 from r2tnet_hf import FmriInputError
 from r2tnet_hf.training import load_run_config, main
@@ -36,7 +37,7 @@ def test_run_config_yaml_flags_and_errors(tmp_path):
     config = load_run_config(path, {"learning_rate": "2e-4", "use_scheduler": "false", "max_grad_norm": "none"})
     assert config.learning_rate == 2e-4 and config.use_scheduler is False and config.max_grad_norm is None
     assert config.backbone_config == {"hidden_size": 64} and config.target == ["age"]
-    assert config.metric_and_direction("pretrain") == ("val_fingerprint_rank1", True)
+    assert config.metric_and_direction("pretrain") == ("val_fingerprint_segment_rank1", True)
     assert config.metric_and_direction("finetune") == ("val_mae", False)
     path.write_text("data: shards\nlearnig_rate: 0.001\n")
     with pytest.raises(
@@ -126,10 +127,13 @@ def test_pretrain_then_finetune_and_load_in_a_fresh_process(training_shards, tmp
     assert main("pretrain", ["--data", str(training_shards), "--output_dir", str(pretrain_dir),
                              "--max_steps", "6", "--eval_steps", "3", "--save_steps", "6", *TINY]) == 0  # fmt: skip
     best = json.loads((pretrain_dir / "best" / "eval_results.json").read_text())
-    assert best["metric"] == "val_fingerprint_rank1" and best["split"] == "validation"
+    assert best["metric"] == "val_fingerprint_segment_rank1" and best["split"] == "validation"
     logged = [json.loads(line) for line in (pretrain_dir / "metrics.jsonl").read_text().splitlines()]
-    assert best["value"] == max(e["val_fingerprint_rank1"] for e in logged if "val_fingerprint_rank1" in e)
-    assert "val_fc_rank1" in best["metrics"] and "val_fingerprint_map" in best["metrics"]
+    metric = "val_fingerprint_segment_rank1"
+    assert best["value"] == max(e[metric] for e in logged if metric in e)
+    for key in ("val_fc_rank1", "val_fingerprint_map", "val_fingerprint_rank1_std", "val_baseline_segment_rank1"):
+        assert key in best["metrics"]
+    assert best["metrics"]["val_segment_baseline"] in ("raw", "state_centred", "tangent", "pca_removed", "pca_kept")
     assert list((pretrain_dir / "logs").rglob("events.out.tfevents.*")), "TensorBoard events are written"
     splits = json.loads((pretrain_dir / "splits.json").read_text())["splits"]
     assert not set(splits["train"]) & (set(splits["validation"]) | set(splits["test"]))
@@ -276,3 +280,42 @@ def test_preset_probe_on_a_mnemodyn_backbone(tmp_path):
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(probe_dir / "best").id2label == {0: "ASD", 1: "TDC"}
+
+
+def test_the_default_recipe_fits_the_tangent_backbone_and_validates_its_start(training_shards, tmp_path, caplog):
+    """`scripts/pretrain.py` with its defaults: the tangent backbone is fitted on the training subjects before step 1,
+    step 0 is a candidate for best/, validation and the one test pass show the strongest baseline beside raw FC."""
+    output = tmp_path / "tangent"
+    with caplog.at_level("WARNING"):
+        assert main("pretrain", ["--data", str(training_shards), "--output_dir", str(output), "--max_steps", "4",
+                                 "--eval_steps", "2", "--subjects_per_batch", "4", "--positives", "cross_session",
+                                 "--validation_segment_length", "32", "--progress", "false"]) == 0  # fmt: skip
+    assert "fitted the tangent_connectome reference" in caplog.text
+    record = yaml.safe_load((output / "run_config.yaml").read_text())
+    assert record["backbone"] == "tangent_connectome" and record["reference_subjects"] >= 2
+    logged = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    validations = [e for e in logged if "val_fingerprint_segment_rank1" in e]
+    assert [e["step"] for e in validations] == [0, 2, 4]
+    assert all(e["val_segment_baseline"] in ("raw", "state_centred", "tangent", "pca_removed", "pca_kept")
+               for e in validations)  # fmt: skip
+    best = json.loads((output / "best" / "eval_results.json").read_text())
+    assert best["value"] == max(e["val_fingerprint_segment_rank1"] for e in validations)
+    test = json.loads((output / "test_results.json").read_text())["metrics"]
+    for key in (
+        "test_fingerprint_rank1",
+        "test_fingerprint_segment_rank1",
+        "test_baseline_segment_rank1",
+        "test_fc_rank1",
+    ):
+        assert key in test
+    model = AutoModel.from_pretrained(output / "best")
+    assert model.config.signature_dim == 12 * 11 // 2 and model.config.projection_num_layers == 0
+    assert int(model.backbone.reference_scans) > 0  # the fitted reference travels with the weights
+
+
+def test_a_model_that_can_memorise_its_training_subjects_is_warned_about(training_shards, tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        assert main("pretrain", ["--data", str(training_shards), "--output_dir", str(tmp_path / "big"),
+                                 "--backbone", "connectome_transformer", "--max_steps", "1", "--eval_steps", "1",
+                                 "--subjects_per_batch", "4", "--progress", "false"]) == 0  # fmt: skip
+    assert "training subjects for" in caplog.text and "can memorise" in caplog.text

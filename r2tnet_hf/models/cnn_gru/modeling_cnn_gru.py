@@ -84,7 +84,6 @@ class CnnGruModel(CnnGruPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> FmriBackboneOutput | tuple:
         r"""
         Args:

@@ -130,7 +130,6 @@ class ConnectomeTransformerModel(ConnectomeTransformerPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> FmriBackboneOutput | tuple:
         r"""
         Args:

@@ -268,14 +268,15 @@ class MnemoDynModel(MnemoDynPreTrainedModel):
         fmri_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         repetition_time: torch.Tensor | float | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> FmriBackboneOutput | tuple:
         r"""
         Args:
             fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`):
                 The series, time last, as `FmriProcessor` returns it (z-scored per ROI).
+            output_attentions (`bool`, *optional*): refused (there is no attention).
             attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
                 1 for real frames, 0 for padding. Defaults to all ones.
             repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
@@ -288,6 +289,8 @@ class MnemoDynModel(MnemoDynPreTrainedModel):
             frame), `pooler_output` `(batch_size, hidden_size)` (mean over real frames) and `token_mask` (the frame
             mask).
         """
+        if output_attentions:
+            raise ValueError("MnemoDynModel has no attention: output_attentions is not supported")
         output_hidden_states = bool(
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
@@ -520,7 +523,6 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
         generator: torch.Generator | None = None,
         seed: int | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> MnemoDynPretrainingOutput | tuple:
         r"""
         Args:

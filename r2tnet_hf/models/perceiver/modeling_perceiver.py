@@ -185,7 +185,6 @@ class PerceiverFmriModel(PerceiverFmriPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> FmriBackboneOutput | tuple:
         r"""
         Args:

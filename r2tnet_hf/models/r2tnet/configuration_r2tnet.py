@@ -22,7 +22,9 @@ class R2TNetConfig(PreTrainedConfig):
         projection_hidden_size (`int`, *optional*, defaults to 2048):
             Hidden size of the projection head (backbone features → hidden → signature).
         projection_num_layers (`int`, *optional*, defaults to 2):
-            Linear layers in the projection head (1 = a single linear map).
+            Linear layers in the projection head (1 = a single linear map). 0: no projection, the backbone's pooled
+            features are the signature (L2-normalised), and `signature_dim` must equal the backbone's `hidden_size`
+            (the tangent-space backbone: a projection to fewer dimensions loses identification, see the README).
         projection_dropout (`float`, *optional*, defaults to 0.0):
             Dropout inside the projection head.
         temperature (`float`, *optional*, defaults to 0.1):
@@ -61,12 +63,17 @@ class R2TNetConfig(PreTrainedConfig):
         super().validate_architecture()
         if self.signature_dim < 1 or self.projection_hidden_size < 1:
             raise ValueError("signature_dim and projection_hidden_size must be >= 1")
-        if self.projection_num_layers < 1:
-            raise ValueError(f"projection_num_layers must be >= 1, got {self.projection_num_layers}")
+        if self.projection_num_layers < 0:
+            raise ValueError(f"projection_num_layers must be >= 0, got {self.projection_num_layers}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not hasattr(self.backbone_config, "hidden_size"):
             raise ValueError(f"backbone_config ({type(self.backbone_config).__name__}) has no hidden_size")
+        if self.projection_num_layers == 0 and self.signature_dim != self.backbone_config.hidden_size:
+            raise ValueError(
+                f"projection_num_layers=0 makes the backbone's features the signature: signature_dim must be the "
+                f"backbone's hidden_size ({self.backbone_config.hidden_size}), got {self.signature_dim}"
+            )
 
 
 __all__ = ["R2TNetConfig"]

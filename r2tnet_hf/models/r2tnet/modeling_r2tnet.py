@@ -75,18 +75,20 @@ class R2TNetPhenotypeOutput(ModelOutput):
 
 
 class R2TNetProjectionHead(nn.Module):
-    """Backbone features → `projection_num_layers` linear layers with GELU between them → signature."""
+    """Backbone features → `projection_num_layers` linear layers with GELU between them → signature (none: the
+    features themselves)."""
 
     def __init__(self, config: R2TNetConfig):
         super().__init__()
         sizes = [config.backbone_config.hidden_size]
-        sizes += [config.projection_hidden_size] * (config.projection_num_layers - 1) + [config.signature_dim]
+        if config.projection_num_layers:
+            sizes += [config.projection_hidden_size] * (config.projection_num_layers - 1) + [config.signature_dim]
         layers: list[nn.Module] = []
         for index, (size_in, size_out) in enumerate(itertools.pairwise(sizes)):
             if index:
                 layers += [nn.GELU(), nn.Dropout(config.projection_dropout)]
             layers.append(nn.Linear(size_in, size_out))
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*layers) if layers else nn.Identity()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features)
@@ -129,7 +131,6 @@ class R2TNetModel(R2TNetPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> R2TNetOutput | tuple:
         r"""
         Args:
@@ -174,7 +175,8 @@ class R2TNetForContrastivePretraining(R2TNetPreTrainedModel):
     * two views (`fmri_values` and `paired_fmri_values`): row *i* of one view and row *i* of the other are positives,
       unless `subject_ids` says more (then every row with the same id is a positive).
 
-    Negatives are every other row, gathered from all processes when running distributed.
+    Negatives are every other row, gathered from all processes when running distributed. A backbone with a
+    `regularization_loss()` (the tangent backbone's anchor to its fitted start) has it added to the loss.
     """
 
     def __init__(self, config: R2TNetConfig):
@@ -192,7 +194,6 @@ class R2TNetForContrastivePretraining(R2TNetPreTrainedModel):
         paired_attention_mask: torch.Tensor | None = None,
         paired_repetition_time: torch.Tensor | float | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> R2TNetContrastiveOutput | tuple:
         r"""
         Args:
@@ -233,6 +234,9 @@ class R2TNetForContrastivePretraining(R2TNetPreTrainedModel):
             signature = torch.cat([signature, paired])
             ids = torch.cat([subject_ids, subject_ids])
         loss = nt_xent_loss(signature, ids, temperature=self.config.temperature)
+        regularization = getattr(self.r2tnet.backbone, "regularization_loss", None)
+        if regularization is not None:  # e.g. the tangent backbone's pull toward its fitted start
+            loss = loss + regularization().to(loss.dtype)
         output = R2TNetContrastiveOutput(loss=loss, signature=signature, subject_ids=ids)
         return output if return_dict else output.to_tuple()
 
@@ -243,7 +247,8 @@ class R2TNetForPhenotypePrediction(R2TNetPreTrainedModel):
 
     The head reads the signature rescaled by √signature_dim, so each of its dimensions has about unit scale. The loss
     follows transformers' `problem_type` convention: MSE for `"regression"` (targets that are NaN, i.e. missing
-    phenotypes, are left out of the loss), cross-entropy for `"single_label_classification"`, and BCE-with-logits for
+    phenotypes, are left out of the loss), cross-entropy for `"single_label_classification"` (labels -100 are left
+    out; a batch whose labels are all -100 has loss 0, not NaN), and BCE-with-logits for
     `"multi_label_classification"`.
     """
 
@@ -261,7 +266,6 @@ class R2TNetForPhenotypePrediction(R2TNetPreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> R2TNetPhenotypeOutput | tuple:
         r"""
         Args:
@@ -295,7 +299,10 @@ class R2TNetForPhenotypePrediction(R2TNetPreTrainedModel):
                 return logits.sum() * 0.0
             return F.mse_loss(logits[observed], target[observed])
         if problem_type == "single_label_classification":
-            return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1).long())
+            labels = labels.view(-1).long()
+            if not bool((labels != -100).any()):  # every label missing: no loss rather than cross-entropy's NaN
+                return logits.sum() * 0.0
+            return F.cross_entropy(logits.view(-1, num_labels), labels)
         if problem_type == "multi_label_classification":
             return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype).view_as(logits))
         raise ValueError(f"Unknown problem_type {problem_type!r}")

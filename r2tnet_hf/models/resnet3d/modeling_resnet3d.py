@@ -107,7 +107,6 @@ class ResNet3DModel(ResNet3DPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> FmriBackboneOutput | tuple:
         r"""
         Args:

@@ -164,3 +164,15 @@ def test_classification_losses_follow_problem_type():
     targets = torch.randn(4, 2)
     output = model(values, repetition_time=0.72, labels=targets)
     torch.testing.assert_close(output.loss, torch.nn.functional.mse_loss(output.logits, targets))
+
+
+def test_a_batch_whose_labels_are_all_missing_has_zero_loss_not_nan():
+    values = torch.randn(3, NUM_ROIS, NUM_FRAMES)
+    model = phenotype_model(num_labels=3).train()
+    output = model(values, repetition_time=0.72, labels=torch.tensor([-100, -100, -100]))
+    assert output.loss.item() == 0.0
+    output.loss.backward()  # still a graph: the step runs, and changes nothing
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    partial = model(values, repetition_time=0.72, labels=torch.tensor([2, -100, 0]))
+    expected = torch.nn.functional.cross_entropy(partial.logits[[0, 2]], torch.tensor([2, 0]))
+    torch.testing.assert_close(partial.loss, expected)
