@@ -44,6 +44,32 @@ def folds(subjects: list[str], repetitions: int, validation: int, seed: int):
             )
 
 
+def projection_check(fold: Path, manifest: Path, splits: dict, args) -> dict:
+    """Rank-1 of the test subjects from the fold's signatures after a fixed random orthonormal projection."""
+    import torch
+
+    from r2tnet_hf.data.manifest import read_manifest
+    from r2tnet_hf.evaluation.fingerprint_scans import encode_scans, load_encoder
+    from r2tnet_hf.evaluation.fingerprinting import ScanSet, pairwise_identification
+
+    encoder, processor = load_encoder(fold / "run" / "best")
+    records = [r for r in read_manifest(manifest).records if r.subject in set(splits["test"])]
+    series = [processor.prepare(read_manifest(manifest).resolve(r), r.repetition_time) for r in records]
+    scans = ScanSet([s.data for s in series], [r.subject for r in records], [r.session for r in records],
+                    repetition_times=[s.repetition_time for s in series])  # fmt: skip
+    width = encoder.config.signature_dim
+    generator = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(width, args.projection_check, generator=generator, dtype=torch.float64))[0]
+    found = {}
+    for length in [None, *args.segment_length]:
+        rows = scans.segments(length)
+        signatures = encode_scans(encoder, rows).astype(np.float64) @ basis.numpy()
+        found["full" if length is None else str(length)] = pairwise_identification(
+            signatures, rows.subjects, rows.sessions
+        )["rank1"]
+    return found
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="runs/bench-connattractor", help="work and result folder")
@@ -53,6 +79,14 @@ def main(argv=None) -> int:
     parser.add_argument("--max-steps", type=int, default=100, help="pretraining steps per fold")
     parser.add_argument("--eval-steps", type=int, default=25, help="validation every N steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--projection-check",
+        type=int,
+        default=None,
+        metavar="D",
+        help="also score the model's signatures projected to D dimensions by a fixed random orthonormal map "
+        "(what a D-d signature would cost the tangent features)",
+    )
     args = parser.parse_args(argv)
 
     from transformers.utils import logging as transformers_logging
@@ -105,6 +139,7 @@ def main(argv=None) -> int:
             splits_path=fold / "splits.json",
             progress=False,
         )
+        projected = projection_check(fold, manifest, splits, args) if args.projection_check else {}
         for length, entry in report["lengths"].items():
             row = {
                 "fold": number,
@@ -115,6 +150,7 @@ def main(argv=None) -> int:
                 "baseline": entry["baselines"][entry["strongest"]]["rank1"],
                 "raw": entry["baselines"]["raw"]["rank1"],
                 "all": {name: found["rank1"] for name, found in entry["baselines"].items()},
+                **({"projected": projected[length]} if length in projected else {}),
             }
             results.append(row)
             print(
@@ -139,6 +175,12 @@ def main(argv=None) -> int:
             f"| raw FC {mean['raw']:.3f}; model − strongest {mean['model'] - mean['baseline']:+.3f} "
             f"(ahead in {wins}, behind in {losses} of {len(rows)} folds)"
         )
+        if "projected" in rows[0]:
+            summary[length]["projected"] = float(np.mean([r["projected"] for r in rows]))
+            dimensions = args.projection_check
+            print(
+                f"        the model's signature projected to {dimensions} dimensions: {summary[length]['projected']:.3f}"
+            )
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{summary['seconds']:.0f} s; wrote {output / 'summary.json'}")
     return 0

@@ -1,4 +1,5 @@
-"""Evaluation: identification (fingerprinting), test-retest ICC, the FC baseline, and local `evaluate` metrics.
+"""Evaluation: identification (fingerprinting), test-retest ICC, the classical FC baselines, and local `evaluate`
+metrics.
 
 The metric modules live in `r2tnet_hf/evaluation/metrics/<name>/<name>.py` (package data) and load by path, so they
 work offline (`HF_HUB_OFFLINE=1`): `load_metric("mae").compute(predictions=..., references=...)`.
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .baselines import BASELINE_NAMES, baseline_identification, fit_baselines, ridge_baselines
 from .fingerprinting import (
+    ScanSet,
     fc_features,
     fingerprint_report,
     functional_connectivity,
     icc,
     identification,
     identification_accuracy,
+    pairwise_identification,
     plot_similarity,
     similarity_matrix,
 )
@@ -51,15 +55,21 @@ def load_metric(name: str, **kwargs):
 
 
 __all__ = [
+    "BASELINE_NAMES",
     "METRIC_NAMES",
+    "ScanSet",
+    "baseline_identification",
     "fc_features",
     "fingerprint_report",
+    "fit_baselines",
     "functional_connectivity",
     "icc",
     "identification",
     "identification_accuracy",
     "load_metric",
     "metric_path",
+    "pairwise_identification",
     "plot_similarity",
+    "ridge_baselines",
     "similarity_matrix",
 ]
