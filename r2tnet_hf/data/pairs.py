@@ -39,8 +39,8 @@ class PairSampler:
         subjects (*optional*): restrict to these subjects (e.g. the training split).
         window_length (`int`, *optional*): frames per view, cut at random through the processor.
         min_window_length (`int`, *optional*): when given, each view is a crop of a random length between it (at
-            most `window_length`) and `window_length` (at most the scan's length), at a random place: identification must work from short
-            scans, and real scans are often shorter than one fixed window.
+            most `window_length`) and `window_length` (at most the scan's length), at a random place: identification
+            must work from short scans, and real scans are often shorter than one fixed window.
         roi_dropout (`float`, defaults to 0.0): probability that a ROI of a view is set to 0 (ROI input only), as a
             parcel outside the field of view or flat in one scan is.
         seed (`int`), rank, world_size: as for `FmriStream`.

@@ -140,8 +140,13 @@ def make_synthetic_cohort(
         raise ValueError(f"roi_labels has {len(labels)} names for {rois} ROIs")
     own, raw_scores = individual_differences(generator, subjects, rois, readout, modes, idiosyncratic)
     scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() or 1.0) + 0.3 * generator.standard_normal(subjects)
-    for name, value in (("task_amplitude_spread", task_amplitude_spread), ("task_map_spread", task_map_spread),
-                        ("task_connectivity", task_connectivity), ("state_interaction", state_interaction)):  # fmt: skip
+    spreads = {
+        "task_amplitude_spread": task_amplitude_spread,
+        "task_map_spread": task_map_spread,
+        "task_connectivity": task_connectivity,
+        "state_interaction": state_interaction,
+    }
+    for name, value in spreads.items():
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
     # the task's variation across people, from a generator of its own so that the defaults leave cohorts unchanged

@@ -276,6 +276,13 @@ def baseline_identification(
     return {"strongest": selection.strongest, "selection": selection, "results": results}
 
 
+def best_in_hindsight(results: dict, strongest: str) -> str:
+    """The baseline with the highest Rank-1 in `results` (`{name: {"rank1": ...}}`, scored on test subjects): the
+    strictest comparison for a model. Validation's choice `strongest` wins a tie, so hindsight is named only where it
+    differs in score."""
+    return max(results, key=lambda name: (results[name]["rank1"], name == strongest))
+
+
 # ------------------------------------------------------------------------------------------------- phenotypes
 def fit_ridge(features: np.ndarray, targets: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Ridge with an unpenalised intercept, solved in the dual (features ≫ samples for FC)."""

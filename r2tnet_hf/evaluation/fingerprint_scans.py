@@ -173,7 +173,8 @@ def run_fingerprint_evaluation(
 
     Returns:
         `dict`: `lengths` (one entry per scored length, `"full"` and each segment length: `model` and every
-        baseline's `pairwise_identification` summary, `strongest`, its `description` and what validation chose,
+        baseline's `pairwise_identification` summary, `strongest` (chosen on validation), its `description` and
+        what validation chose, `best_on_test` (the best baseline on the scored subjects, in hindsight),
         `frames_unused`), the full-length ICC(3,1) of model and raw FC, and what was scored (`subjects`, `pairing`,
         `sessions`, `unpaired`, `splits`, ...).
     """
@@ -181,7 +182,7 @@ def run_fingerprint_evaluation(
 
     from ..data.manifest import read_manifest
     from ..data.splits import load_splits
-    from .baselines import baseline_identification
+    from .baselines import baseline_identification, best_in_hindsight
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -244,6 +245,7 @@ def run_fingerprint_evaluation(
             entry["description"] = selection.describe(found["strongest"])
             entry["baseline_validation"] = selection.validation
             entry["baseline_choices"] = selection.choices
+            entry["best_on_test"] = best_in_hindsight(entry["baselines"], entry["strongest"])
         else:
             fc = fc_features(rows.series)
             entry["baselines"] = {"raw": _summary(pairwise_identification(fc, rows.subjects, rows.sessions))}
@@ -336,7 +338,8 @@ def format_report(report: dict) -> str:
     splits = report["splits"] is not None
     lines = [
         f"{report['subjects']} {'test ' if splits else ''}subjects, {report['scans']} scans, Rank-1 over every ordered "
-        f"pair of {report['pairing']}s ({', '.join(report['sessions'])}); mean ± std over pairs [min, max]",
+        f"pair of {'sessions' if report['pairing'] == 'session' else 'modalities'} ({', '.join(report['sessions'])}); "
+        "mean ± std over pairs [min, max]",
     ]
     if not splits:
         lines.append("  (no --splits: the fitted baselines need training subjects, so only raw FC is shown)")
@@ -346,6 +349,9 @@ def format_report(report: dict) -> str:
         rows = [("model", entry["model"])]
         if entry["strongest"]:
             rows.append((f"strongest baseline: {entry['strongest']}", entry["baselines"][entry["strongest"]]))
+            if entry["best_on_test"] != entry["strongest"]:
+                best = entry["best_on_test"]
+                rows.append((f"best on test (hindsight): {best}", entry["baselines"][best]))
         rows.append(("raw FC (Finn 2015)", entry["baselines"]["raw"]))
         for title, found in rows:
             lines.append(

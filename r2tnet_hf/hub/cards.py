@@ -112,6 +112,11 @@ def _numeric(value) -> float | None:
 COUNT_METRICS = ("subjects", "subjects_paired", "rows", "missing_targets")
 
 
+def _shown(metric: str) -> bool:
+    """Metrics worth a row on the card: not counts, not the spread over session pairs (`*_std`)."""
+    return metric not in COUNT_METRICS and not metric.endswith("_std")
+
+
 def recorded_metrics(run: RunRecord) -> list[tuple[str, str, float, bool]]:
     """`(split, metric, value, is_fc_baseline)` for every finite metric the run recorded, validation first (counts
     such as `val_subjects` are left out)."""
@@ -119,11 +124,11 @@ def recorded_metrics(run: RunRecord) -> list[tuple[str, str, float, bool]]:
     default_split = run.eval_results.get("split") or "validation"
     for key, value in (run.eval_results.get("metrics") or {}).items():
         metric, split = split_metric(key)
-        if (number := _numeric(value)) is not None and metric not in COUNT_METRICS:
+        if (number := _numeric(value)) is not None and _shown(metric):
             rows.append((split or default_split, metric, number, False))
     for key, value in (run.test_results.get("metrics") or {}).items():
         metric, split = split_metric(key)
-        if (number := _numeric(value)) is not None and metric not in COUNT_METRICS:
+        if (number := _numeric(value)) is not None and _shown(metric):
             rows.append((split or "test", metric, number, False))
     for key, value in (run.test_results.get("fc_baseline") or {}).items():
         metric, split = split_metric(key)
@@ -146,11 +151,17 @@ def _headline(run: RunRecord) -> str | None:
             length = run.config.get("validation_segment_length") if infix else None
             what = f"{length}-frame segments" if length else label
             verdict = "ahead of" if model > baseline else ("level with" if model == baseline else "behind")
-            lines.append(
-                f"- {what}: the model {_format(model)}, {verdict} the strongest classical baseline (`{name}` FC, "
-                f"fitted on the training subjects and chosen on validation) at {_format(baseline)}; raw FC "
-                f"{_format(raw) if raw is not None else 'n/a'}."
+            line = (
+                f"- {what}: the model {_rate(model)}, {verdict} the strongest classical baseline (`{name}` FC, "
+                f"fitted on the training subjects and chosen on validation) at {_rate(baseline)}; raw FC "
+                f"{_rate(raw) if raw is not None else 'n/a'}"
             )
+            hindsight = metrics.get(f"test_{infix}hindsight_baseline")
+            if hindsight and hindsight != name:
+                line += f"; the best baseline on these test subjects, in hindsight, `{hindsight}` FC " + _rate(
+                    metrics[f"test_hindsight_{infix}rank1"]
+                )
+            lines.append(line + ".")
     found = run.test_results.get("baselines") or {}
     model_r = _numeric(metrics.get("test_pearson_r"))
     if found.get("strongest") and model_r is not None:
@@ -160,10 +171,10 @@ def _headline(run: RunRecord) -> str | None:
         )
     if not lines:
         return None
-    who = f" ({subjects} subjects)" if subjects else ""
-    return "\n".join([f"On test subjects never trained on{who}, Rank-1 identification between every pair of sessions:"
-                      if metrics.get("test_fingerprint_rank1") is not None else "On test subjects never trained on:",
-                      *lines])  # fmt: skip
+    intro = f"On test subjects never trained on{f' ({subjects} subjects)' if subjects else ''}"
+    if metrics.get("test_fingerprint_rank1") is not None:
+        intro += ", Rank-1 identification between every pair of sessions"
+    return "\n".join([intro + ":", *lines])
 
 
 def _is_finetune(model, run: RunRecord) -> bool:
@@ -218,6 +229,8 @@ def _architecture_rows(model) -> list[tuple[str, str]]:
                 rows.append((f"backbone {name}", f"{value}"))
     for name in ("signature_dim", "projection_hidden_size", "projection_num_layers", "temperature"):
         value = getattr(config, name, None)
+        if name == "projection_hidden_size" and getattr(config, "projection_num_layers", None) == 0:
+            continue  # no projection: its width does not apply
         if value is not None:
             rows.append((name, f"{value}"))
     if _is_head(model):
@@ -314,6 +327,11 @@ def _training_rows(run: RunRecord) -> list[tuple[str, str]]:
 
 def _format(value: float) -> str:
     return f"{value:.4g}"
+
+
+def _rate(value: float) -> str:
+    """A Rank-1 rate as it is read: three decimals."""
+    return f"{value:.3f}"
 
 
 def build_model_card(

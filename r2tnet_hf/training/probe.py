@@ -2,8 +2,8 @@
 
 With the encoder frozen, a regression head is a linear model of fixed features, so it can be solved exactly instead
 of trained: the signatures of the training rows are computed once, ridge is fitted for every alpha of the FC
-baseline's grid, and validation MAE picks the alpha, exactly as `ridge_fc_baseline` does on FC. The probe and the
-baseline then differ only in their features. Missing targets are left out of the fit and counted.
+baselines' grid, and validation MAE picks the alpha, exactly as `fit_ridge_by_validation` does for the baselines.
+The probe and the baselines then differ only in their features. Missing targets are left out of the fit and counted.
 """
 
 from __future__ import annotations

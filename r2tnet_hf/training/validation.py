@@ -5,15 +5,13 @@ the results, never dropped silently.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import torch
 
 from ..data.streaming import ShardFolder, collate_fmri, decode_array, sample_from_row, window_processor
-from ..evaluation.baselines import baseline_identification
+from ..evaluation.baselines import baseline_identification, best_in_hindsight
 from ..evaluation.fingerprint_scans import encode_scans
-from ..evaluation.fingerprinting import ScanSet, fc_features, identification, pairwise_identification
+from ..evaluation.fingerprinting import ScanSet, fc_features, pairwise_identification
 from .losses import nt_xent_loss
 from .metrics import phenotype_metrics
 
@@ -50,70 +48,6 @@ def encode_rows(model, shards: ShardFolder, rows: list[int], device, batch_size:
     return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
 
 
-def _side_means(features: np.ndarray, rows: list[int], side_of, subjects_of) -> dict[tuple[str, str], np.ndarray]:
-    groups = defaultdict(list)
-    for feature, row in zip(features, rows):
-        side = side_of(row)
-        if side is not None:
-            groups[(subjects_of[row], side)].append(feature)
-    return {key: np.mean(values, axis=0) for key, values in groups.items()}
-
-
-def fingerprint_pairing(shards: ShardFolder, rows: list[int], pairing: str):
-    """Per row, its side ("a"/"b") for identification: rest/task for `modality`, first/second session otherwise."""
-    meta = shards.metadata
-    if pairing == "modality":
-        sides = {"rest": "a", "task": "b"}
-        return lambda row: sides.get(meta["modality"][row])
-    sessions = defaultdict(set)
-    for row in rows:
-        sessions[meta["subject"][row]].add(meta["session"][row])
-    order = {subject: sorted(found) for subject, found in sessions.items()}
-
-    def side(row):
-        found = order[meta["subject"][row]]
-        if len(found) < 2:
-            return None
-        session = meta["session"][row]
-        return "a" if session == found[0] else ("b" if session == found[1] else None)
-
-    return side
-
-
-def identification_metrics(features_a: np.ndarray, features_b: np.ndarray) -> dict[str, float]:
-    """Rank-1 both ways (and their mean) and mAP, row i of each side being subject i."""
-    subjects = np.arange(len(features_a))
-    found = identification(features_a, features_b, subjects, subjects)
-    metrics = {key: float(found[key]) for key in ("rank1_a2b", "rank1_b2a", "map")}
-    metrics["rank1"] = (metrics["rank1_a2b"] + metrics["rank1_b2a"]) / 2
-    return metrics
-
-
-def paired_features(model, shards: ShardFolder, subjects, pairing: str, device, with_fc: bool = True) -> dict:
-    """Signatures (and FC) of the chosen subjects, averaged per subject and side ("a"/"b", see `fingerprint_pairing`).
-
-    Returns `{"subjects": [...], "a", "b"` (signatures, row i = subject i), `"fc_a", "fc_b"` (when ROI data),
-    `"unpaired": [...]}`; subjects without rows on both sides are listed in `unpaired`, not dropped silently.
-    """
-    rows = select_rows(shards, subjects)
-    meta = shards.metadata
-    side_of = fingerprint_pairing(shards, rows, pairing)
-    by_side = _side_means(encode_rows(model, shards, rows, device), rows, side_of, meta["subject"])
-    paired = sorted(s for s in set(subjects) if (s, "a") in by_side and (s, "b") in by_side)
-    result = {
-        "subjects": paired,
-        "unpaired": sorted(set(subjects) - set(paired)),
-        "a": np.stack([by_side[(s, "a")] for s in paired]) if paired else None,
-        "b": np.stack([by_side[(s, "b")] for s in paired]) if paired else None,
-    }
-    if with_fc and shards.processor.input_type == "roi" and paired:
-        fc = fc_features([decode_array(shards.read_row(row)) for row in rows])  # flat ROIs: 0, not NaN
-        fc_by_side = _side_means(fc, rows, side_of, meta["subject"])
-        result["fc_a"] = np.stack([fc_by_side[(s, "a")] for s in paired])
-        result["fc_b"] = np.stack([fc_by_side[(s, "b")] for s in paired])
-    return result
-
-
 def scan_set(shards: ShardFolder, rows: list[int], pairing: str = "session") -> ScanSet:
     """The rows as a `ScanSet`: sides are the sessions (`pairing="session"`) or the modalities (`"modality"`), the
     state of each row is its task (what state-centring centres on)."""
@@ -140,7 +74,8 @@ def baseline_metrics(
     """The classical baselines' identification, as metrics beside the model's: raw FC (`{prefix}_fc_*`) and the
     strongest baseline on validation (`{prefix}_baseline_*`, its name in `{prefix}_baseline`), at full length and
     on `segment_length`-frame segments (`*_segment_*`). Fitted on `train`, chosen on `validation`, scored on
-    `test` (default: validation)."""
+    `test` (default: validation); with `test`, also the best baseline on it in hindsight
+    (`{prefix}_hindsight_*`, its name in `{prefix}_hindsight_baseline`)."""
     metrics = {}
     for infix, length in (("", None), ("segment_", segment_length)):
         if infix and length is None:
@@ -150,6 +85,10 @@ def baseline_metrics(
         metrics[f"{prefix}_{infix}baseline"] = strongest
         metrics.update(_identification_metrics(found["results"]["raw"], f"{prefix}_fc_{infix}".rstrip("_")))
         metrics.update(_identification_metrics(found["results"][strongest], f"{prefix}_baseline_{infix}".rstrip("_")))
+        if test is not None:  # the strictest comparison: the best baseline on the test subjects, in hindsight
+            best = best_in_hindsight(found["results"], strongest)
+            metrics[f"{prefix}_{infix}hindsight_baseline"] = best
+            metrics[f"{prefix}_hindsight_{infix}rank1"] = found["results"][best]["rank1"]
     return metrics
 
 

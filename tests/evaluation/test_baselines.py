@@ -11,6 +11,7 @@ from r2tnet_hf.evaluation.baselines import (
     StateCentredFc,
     TangentFc,
     baseline_identification,
+    best_in_hindsight,
     fit_baselines,
     ridge_baselines,
 )
@@ -125,6 +126,12 @@ def test_segment_baselines_try_both_fits_and_keep_the_better():
     selection = fit_baselines(train, validation, segment_length=50)
     assert {choice["fitted_on"] for choice in selection.choices.values()} <= {"whole scans", "50-frame segments"}
     assert selection.segment_length == 50
+
+
+def test_hindsight_names_another_baseline_only_where_it_scores_higher():
+    results = {"raw": {"rank1": 1.0}, "tangent": {"rank1": 1.0}, "pca_removed": {"rank1": 0.9}}
+    assert best_in_hindsight(results, "tangent") == "tangent"
+    assert best_in_hindsight(results, "pca_removed") == "raw"
 
 
 def test_a_flat_roi_leaves_every_baseline_finite():
