@@ -105,8 +105,7 @@ class PcaDenoisedFc(StateCentredFc):
         return other
 
     def transform(self, scans: ScanSet) -> np.ndarray:
-        centred = self.transform_centred(super().transform(scans))
-        return centred
+        return self.transform_centred(super().transform(scans))
 
     def transform_centred(self, centred: np.ndarray) -> np.ndarray:
         coordinates = centred @ self.basis_.T
@@ -217,8 +216,10 @@ def fit_baselines(
     scored = validation.segments(segment_length)
     validation_fc = fc_features(scored.series) if len(scored) else None
     fits = {"whole scans": train}
-    if segment_length is not None and len(train.segments(segment_length)) >= 2:
-        fits[f"{segment_length}-frame segments"] = train.segments(segment_length)
+    if segment_length is not None:
+        segments = train.segments(segment_length)
+        if len(segments) >= 2:
+            fits[f"{segment_length}-frame segments"] = segments
 
     def score(features) -> tuple[float, float]:
         if validation_fc is None:
@@ -342,10 +343,11 @@ def ridge_baselines(
 
     fit_fc = fc_features(fit_scans.series)
     fc = {split: fc_features(scans.series) for split, scans in labelled.items()}
-    candidates = []
+    candidates, full = [], None
     for name in names:
         if name in ("pca_removed", "pca_kept"):
-            full = PcaDenoisedFc(max(components)).fit(fit_scans, fit_fc)
+            if full is None:  # one decomposition, sliced for both modes and every k
+                full = PcaDenoisedFc(max(components)).fit(fit_scans, fit_fc)
             for k in [k for k in components if k < len(fit_scans)] or [1]:
                 model = full.with_components(k, keep=name == "pca_kept")
                 features = {s: model.transform_centred(model.centre(fc[s], labelled[s].states)) for s in fc}

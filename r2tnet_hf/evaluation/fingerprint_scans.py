@@ -224,6 +224,7 @@ def run_fingerprint_evaluation(
     test_series = [s for s, r in zip(series, needed) if r.subject in test_subjects]
     whole = encode_series(encoder, processor, test_series, batch_size, progress)
     report: dict = {"lengths": {}}
+    whole_baseline = None  # the strongest baseline fitted for whole scans, for the plot
     for length in [None, *segment_lengths]:
         name = "full" if length is None else str(length)
         if length is None:
@@ -246,6 +247,8 @@ def run_fingerprint_evaluation(
             entry["baseline_validation"] = selection.validation
             entry["baseline_choices"] = selection.choices
             entry["best_on_test"] = best_in_hindsight(entry["baselines"], entry["strongest"])
+            if length is None:
+                whole_baseline = (found["strongest"], selection.baselines[found["strongest"]])
         else:
             fc = fc_features(rows.series)
             entry["baselines"] = {"raw": _summary(pairwise_identification(fc, rows.subjects, rows.sessions))}
@@ -264,7 +267,7 @@ def run_fingerprint_evaluation(
         signature_dim=int(whole.shape[1]),
         fc_features=int(fc_features(test.series[:1]).shape[1]),
     )
-    _plots(report, whole, test, train, validation, Path(output_dir))
+    _plots(whole, test, whole_baseline, Path(output_dir))
     atomic_write_text(Path(output_dir) / "fingerprint.json", json.dumps(_json_ready(report), indent=2) + "\n")
     return report
 
@@ -286,18 +289,15 @@ def _add_icc(report: dict, signatures: np.ndarray, fc: np.ndarray, test: ScanSet
         report[f"{key}_icc_mean"], report[f"{key}_icc_median"] = values["mean"], values["median"]
 
 
-def _plots(report, signatures, test: ScanSet, train, validation, output: Path) -> None:
-    """Full-length similarity between the first two sessions, model and strongest baseline (raw FC without splits),
-    on one colour scale."""
-    from .baselines import fit_baselines
-
+def _plots(signatures, test: ScanSet, baseline, output: Path) -> None:
+    """Full-length similarity between the first two sessions, model and strongest baseline (`(name, fitted)`; raw
+    FC when `None`, without splits), on one colour scale."""
     first, second = sorted(set(test.sessions))[:2]
     rows_a = [i for i, v in enumerate(test.sessions) if v == first]
     rows_b = [i for i, v in enumerate(test.sessions) if v == second]
-    if train is not None:
-        strongest = report["lengths"]["full"]["strongest"]
-        baseline = fit_baselines(train, validation, None, names=(strongest,)).baselines[strongest]
-        baseline_features, baseline_name = baseline.transform(test), f"strongest baseline ({strongest})"
+    if baseline is not None:
+        strongest, fitted = baseline
+        baseline_features, baseline_name = fitted.transform(test), f"strongest baseline ({strongest})"
     else:
         baseline_features, baseline_name = fc_features(test.series), "raw FC (Finn 2015)"
     matrices = {

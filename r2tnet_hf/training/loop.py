@@ -593,7 +593,7 @@ def _validation_baselines(config, shards, splits, pairing, accelerator) -> dict 
         return None
     train = scan_set(shards, select_rows(shards, splits["train"]), pairing)
     validation = scan_set(shards, select_rows(shards, splits["validation"]), pairing)
-    if len({s for s in validation.subjects}) < 2:
+    if len(set(validation.subjects)) < 2:
         return None
     return baseline_metrics(train, validation, config.validation_segment_length)
 

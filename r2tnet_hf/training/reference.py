@@ -25,7 +25,7 @@ from ..utils import single_threaded_blas
 
 
 def within_subject_directions(vectors: np.ndarray, subjects, components: int, regularization: float):
-    """`(basis (m, F), shrinkage (m,), variances (m,))` of the within-subject differences of `vectors` `(n, F)`."""
+    """`(basis (m, F), shrinkage (m,))` of the within-subject differences of `vectors` `(n, F)`."""
     subjects = np.asarray(subjects)
     deviations, degrees = [], 0
     for subject in sorted(set(subjects.tolist())):
@@ -35,7 +35,7 @@ def within_subject_directions(vectors: np.ndarray, subjects, components: int, re
             degrees += len(rows) - 1
     width = vectors.shape[1]
     if not deviations or components == 0:
-        return np.zeros((0, width)), np.zeros(0), np.zeros(0)
+        return np.zeros((0, width)), np.zeros(0)
     deviations = np.concatenate(deviations)
     count = min(components, len(deviations), width)
     if len(deviations) > 4 * count and width > 4 * count:
@@ -48,7 +48,7 @@ def within_subject_directions(vectors: np.ndarray, subjects, components: int, re
     variances = singular**2 / max(degrees, 1)
     spread = float(np.mean(np.var(vectors, axis=0)))
     shrinkage = np.sqrt(regularization * spread / (variances + regularization * spread))
-    return basis, shrinkage, variances
+    return basis, shrinkage
 
 
 @single_threaded_blas
@@ -71,7 +71,7 @@ def fit_reference(backbone, scans: ScanSet, segment_length: int | None = None, b
     backbone.set_reference(whitening, np.zeros(width), np.zeros((0, width)), np.zeros(0), len(rows))
     vectors = _tangent_vectors(backbone, rows, batch_size)  # the model's own map at this reference
     mean = vectors.mean(axis=0)
-    basis, shrinkage, _ = within_subject_directions(
+    basis, shrinkage = within_subject_directions(
         vectors - mean, rows.subjects, config.within_subject_components, config.within_subject_regularization
     )
     backbone.set_reference(whitening, mean, basis, shrinkage, len(rows))
