@@ -1,109 +1,127 @@
-"""Peak memory and time of one MnemoDyn layer (forward + backward): the naive field contraction, which builds the
-`(batch, time, hidden, k)` field, against the package's chunked low-rank contraction, in the same run.
+"""Time and peak memory of one MnemoDyn layer, ours against a pure-torch rendering of the reference's, in one run.
 
-    python bench/mnemodyn_memory.py                       # batch 8, V = hidden = 450, T = 490, k = 128, rank 16
-    python bench/mnemodyn_memory.py --frames 1200 --control-channels 64
+    python bench/mnemodyn_memory.py            # the reference's script/orion.sh layer: V=450, 490 frames, batch 8
+    python bench/mnemodyn_memory.py --batch 2  # smaller
 
-The state is kept in ROI space (hidden = V), as in the draft. Peak memory is the rise of the peak resident set size
-(`ru_maxrss`) of a fresh subprocess during one forward + backward pass, after the layer and inputs exist; times are
-medians of forward + backward in this process, the two variants alternating.
+Both run the same weights on the same window (forward and backward) in separate subprocesses, so each peak
+resident memory is its own. The rendering follows the reference's `ORionSeq.forward`: the `(batch, time, V, k)`
+field is built whole and contracted with einsum, and each level's segment convolution is `torch.func.vmap` over
+segments. Ours (`MnemoDynLayer`) contracts `contraction_chunk_size` frames at a time with recomputation in the
+backward pass and runs the segment convolutions as one grouped convolution. The script checks that the outputs and
+the input gradients agree and prints both timings, both peaks and the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
+import time
 
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.timing import interleaved_medians
-from r2tnet_hf import MnemoDynConfig
-from r2tnet_hf.models.mnemodyn.controls import naive_field_contraction
-from r2tnet_hf.models.mnemodyn.modeling_mnemodyn import MnemoDynLayer, MnemoDynModel
+import torch.nn.functional as F
 
 
-def build(args, variant: str):
+def build(args):
+    from types import SimpleNamespace
+
+    from r2tnet_hf import MnemoDynConfig
+    from r2tnet_hf.models.mnemodyn.modeling_mnemodyn import MnemoDynLayer, MnemoDynPreTrainedModel
+
     torch.manual_seed(0)
-    config = MnemoDynConfig(
-        num_rois=args.rois,
-        hidden_size=args.rois,
-        num_hidden_layers=1,
-        control_channels=args.control_channels,
-        field_hidden_size=args.field_hidden_size,
-        field_rank=args.rank,
-        contraction_chunk_size=args.chunk_size,
-        wavelet_levels=3,
+    config = MnemoDynConfig(contraction_chunk_size=args.chunk_size)  # the defaults are orion.sh's
+    layer = MnemoDynLayer(config, 0)
+    MnemoDynPreTrainedModel._init_weights(SimpleNamespace(config=config), layer)  # not applied recursively:
+    for module in layer.modules():  # the model's initialisation of each submodule, without a whole MnemoDynModel
+        MnemoDynPreTrainedModel._init_weights(SimpleNamespace(config=config), module)
+    values = torch.randn(args.batch, config.num_frames, config.num_rois, generator=torch.Generator().manual_seed(1))
+    return config, layer, values
+
+
+def reference_forward(layer, values, step):
+    """The reference layer's computation, as its code does it (whole field, vmap over segments)."""
+    from r2tnet_hf.models.mnemodyn.modeling_mnemodyn import fit_length
+    from r2tnet_hf.models.mnemodyn.wavelets import idwt, wavedec
+
+    config, act = layer.config, layer.activation
+    batch, frames, rois = values.shape
+    control = layer.control(values, step)
+    z = act(layer.bottleneck(act(layer.input_projection(values))))
+    field = act(layer.feature_expansion(z)).view(batch, frames, rois, config.latent_size)
+    v = torch.einsum("blkD,blDo->blko", field.transpose(2, 3), control.unsqueeze(-1)).squeeze(-1).transpose(1, 2)
+    approximations, details = wavedec(v, config.wavelet_levels, config.wavelet)
+    current = approximations[-1]
+    for dense in layer.dense_layers:
+        current = act(dense(current))
+    k = v.shape[1]
+    for level in reversed(range(config.wavelet_levels)):
+        conv = layer.level_convs[level]
+        x = torch.cat([details[level], approximations[level]], dim=1)
+        length = x.shape[-1]
+        per = -(-length // conv.segments)
+        x = F.pad(x, (0, per * conv.segments - length)).view(batch, 2 * k, conv.segments, per).permute(2, 0, 1, 3)
+        out = torch.func.vmap(lambda xr, w, b: F.conv1d(xr, w, b, padding="same"))(x, conv.weight, conv.bias)
+        mixed = act(out.permute(1, 2, 0, 3).reshape(batch, 2 * k, -1)[..., :length])
+        current = fit_length(current, length)
+        current = idwt(mixed[:, k:] + current, mixed[:, :k], config.wavelet)
+    out = layer.output_projection(fit_length(current, frames).transpose(1, 2))
+    return values + out if config.use_residual else out
+
+
+def worker(args):
+    torch.set_num_threads(args.threads)
+    config, layer, values = build(args)
+    values.requires_grad_(True)
+    step = torch.full((values.shape[0],), 0.72)
+    forward = (
+        (lambda: layer(values, step)) if args.worker == "ours" else (lambda: reference_forward(layer, values, step))
     )
-    layer = MnemoDynModel(config).layers[0]  # initialised as in the model
-    assert isinstance(layer, MnemoDynLayer)
-    if variant == "naive":
-        field = layer.field
-        field.forward = lambda hidden, control: naive_field_contraction(
-            field.code(hidden), control, field.expand.weight, field.expand.bias
-        )
-    frames = args.frames + (-args.frames) % config.frame_multiple
-    hidden = torch.randn(args.batch, frames, args.rois, requires_grad=True)
-    control = torch.randn(args.batch, frames, config.num_control_channels)
-    mask = torch.ones(args.batch, frames, dtype=torch.bool)
-    lengths = mask.sum(dim=1)
-
-    def step():
-        layer.zero_grad(set_to_none=True)
-        hidden.grad = None
-        layer(hidden, control, mask, lengths).square().mean().backward()
-
-    return step
+    start = time.perf_counter()
+    out = forward()
+    out.square().mean().backward()
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (ru_maxrss is KiB on Linux)
+    branch = (out - values).detach() if config.use_residual else out.detach()  # the layer's own output, not x + it
+    torch.save({"out": branch[:, ::7], "grad": values.grad[:, ::7]}, args.dump)
+    print(json.dumps({"seconds": seconds, "peak_gib": peak}))
 
 
-def peak_in_subprocess(args, variant: str) -> float:
-    """MiB by which one forward + backward raises the peak RSS of a fresh process."""
-    command = [sys.executable, __file__, "--child", variant] + [
-        f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items() if name != "child"
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
-
-
-def main() -> None:
+def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--rois", type=int, default=450)
-    parser.add_argument("--frames", type=int, default=490)
-    parser.add_argument("--control-channels", type=int, default=128)
-    parser.add_argument("--field-hidden-size", type=int, default=128)
-    parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--chunk-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--child", choices=["naive", "chunked"], help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--worker", choices=["ours", "reference"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--dump", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+    import tempfile
 
-    if args.child:
-        step = build(args, args.child)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        step()
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps({"peak_mib": (after - before) / 1024}))  # ru_maxrss is in KiB on Linux
-        return
-
-    field_mib = args.batch * args.frames * args.rois * args.control_channels * 4 / 2**20
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in ("reference", "ours"):
+            dump = f"{folder}/{name}.pt"
+            command = [sys.executable, __file__, "--worker", name, "--dump", dump, "--batch", str(args.batch),
+                       "--chunk-size", str(args.chunk_size), "--threads", str(args.threads)]  # fmt: skip
+            line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            results[name] = {**json.loads(line), **torch.load(dump, weights_only=True)}
+    ours, ref = results["ours"], results["reference"]
+    out_diff = (ours["out"] - ref["out"]).abs().max().item() / ref["out"].abs().max().item()
+    grad_diff = (ours["grad"] - ref["grad"]).abs().max().item() / ref["grad"].abs().max().item()
+    print(f"MnemoDyn layer at orion.sh (V=450, k=300, 490 frames, 5 levels), batch {args.batch}, float32, CPU, "
+          f"{args.threads} threads, forward + backward")  # fmt: skip
+    for name in ("reference", "ours"):
+        print(f"  {name:9s}: {results[name]['seconds']:7.2f} s   peak RSS {results[name]['peak_gib']:6.2f} GiB")
     print(
-        f"one MnemoDyn layer, forward + backward: batch {args.batch}, V = hidden = {args.rois}, T = {args.frames}, "
-        f"k = {args.control_channels}, rank {args.rank}, chunk {args.chunk_size}, float32, "
-        f"{torch.get_num_threads()} threads"
+        f"  time ratio reference/ours {ref['seconds'] / ours['seconds']:.2f}, "
+        f"memory ratio reference/ours {ref['peak_gib'] / ours['peak_gib']:.2f}"
     )
-    print(f"the (batch, time, hidden, k) field alone: {field_mib:.0f} MiB")
-    peaks = {variant: peak_in_subprocess(args, variant) for variant in ("naive", "chunked")}
-    times = interleaved_medians([build(args, "naive"), build(args, "chunked")], repeats=args.repeats)
-    for (variant, peak), seconds in zip(peaks.items(), times):
-        print(f"  {variant:8s} peak +{peak:8.0f} MiB   {seconds * 1000:8.0f} ms")
-    print(f"memory ratio naive / chunked: {peaks['naive'] / max(peaks['chunked'], 1e-9):.1f}x")
-    print(f"time ratio chunked / naive: {times[1] / times[0]:.2f}")
+    print(
+        f"  equal outputs: the layer branch's max relative diff {out_diff:.2e}; input gradients: max relative diff {grad_diff:.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -249,6 +249,29 @@ def run_signatures(args: argparse.Namespace) -> int:
     return _run_inference_command(args, "signatures")
 
 
+def _parse_settings(items: list[str]) -> dict:
+    import json
+
+    settings = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise FmriInputError(f"--set: expected KEY=VALUE, found {item!r}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
+def run_import_weights(args: argparse.Namespace) -> int:
+    from .convert import import_weights
+
+    out = import_weights(args.source, args.checkpoint, args.out, _parse_settings(args.set), license=args.license)
+    print(f"wrote {out} (load with AutoModel.from_pretrained)")
+    return 0
+
+
 def run_publish(args: argparse.Namespace) -> int:
     """Publish a run's best model to the Hub in one commit, or write the folder locally with --dry-run."""
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
@@ -571,6 +594,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="Hub license id for the card (default: the run config's license, else apache-2.0)",
     )
     publish.set_defaults(func=run_publish)
+
+    weights = commands.add_parser(
+        "import-weights",
+        help="import a MnemoDyn or SwiFT reference checkpoint as a from_pretrained folder",
+        description=(
+            "Read a Lightning .ckpt or a state dict with torch.load(weights_only=True) (a checkpoint that needs "
+            "unpickling of anything but tensors and plain values is refused), map every tensor by name onto the "
+            "r2tnet_hf model (failing with the list of unmapped or missing ones), and write model.safetensors, "
+            "config.json, preprocessor_config.json and a model card naming the source and its licence to OUT, "
+            "atomically. The architecture is read from the tensor shapes and the checkpoint's hyperparameters; "
+            "--set fills what they do not say."
+        ),
+    )
+    weights.add_argument("checkpoint", metavar="CHECKPOINT", help="reference .ckpt / .pt / .pth file")
+    weights.add_argument("--from", dest="source", required=True, choices=["mnemodyn", "swift"], help="source model")
+    weights.add_argument("--out", required=True, help="output folder (new or empty)")
+    weights.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="config field the checkpoint does not record, e.g. "
+        "num_frames=490 or use_residual=true (repeatable; VALUE is JSON, else a string)",
+    )  # fmt: skip
+    weights.add_argument("--license", default=None, help="licence of the weights for the card (default: the code's)")
+    weights.set_defaults(func=run_import_weights)
     return parser
 
 

@@ -632,7 +632,13 @@ def pretrain_mnemodyn(config: RunConfig) -> TrainingResult:
     if config.init_from:
         model = MnemoDynForPretraining.from_pretrained(config.init_from, objective=config.objective)
     else:
-        overrides = {"num_rois": shards.processor.num_rois, **config.mnemodyn_config, "objective": config.objective}
+        # MnemoDyn's weights are per position in a window of num_frames: by default, the training window.
+        overrides = {
+            "num_rois": shards.processor.num_rois,
+            **({"num_frames": config.window_length} if config.window_length else {}),
+            **config.mnemodyn_config,
+            "objective": config.objective,
+        }
         model = MnemoDynForPretraining(MnemoDynConfig(**overrides))
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()

@@ -224,7 +224,8 @@ def test_a_ridge_probe_needs_a_frozen_r2tnet_and_a_regression_target(training_sh
 @pytest.mark.parametrize("objective", ["masked", "jepa"])
 def test_mnemodyn_pretrains_through_the_same_loop(training_shards, tmp_path, objective):
     output = tmp_path / objective
-    tiny = {"hidden_size": 16, "num_hidden_layers": 1, "control_channels": 4, "field_hidden_size": 8, "field_rank": 2}
+    tiny = {"num_hidden_layers": 1, "latent_size": 4, "field_hidden_size": 8, "field_rank": 2, "wavelet_levels": 2,
+            "num_dense_layers": 1, "wavelet_kernel_size": 3, "reconstruction_bottleneck": 4}  # fmt: skip
     assert main("pretrain", ["--model", "mnemodyn", "--objective", objective, "--data", str(training_shards),
                              "--output_dir", str(output), "--mnemodyn_config", json.dumps(tiny),
                              "--window_length", "48", "--batch_size", "4", "--max_steps", "4", "--eval_steps", "2",
@@ -256,7 +257,8 @@ def test_preset_probe_on_a_mnemodyn_backbone(tmp_path):
     write_manifest(manifest, tmp_path / "cohort" / "manifest.tsv")
     convert(tmp_path / "cohort" / "manifest.tsv", tmp_path / "shards", ConvertOptions(), progress=False)
 
-    tiny = {"hidden_size": 16, "num_hidden_layers": 1, "control_channels": 4, "field_hidden_size": 8, "field_rank": 2}
+    tiny = {"num_hidden_layers": 1, "latent_size": 4, "field_hidden_size": 8, "field_rank": 2, "wavelet_levels": 2,
+            "num_dense_layers": 1, "wavelet_kernel_size": 3, "reconstruction_bottleneck": 4}  # fmt: skip
     common = ["--data", str(tmp_path / "shards"), "--window_length", "48", "--batch_size", "4", "--progress", "false"]
     pretrain_dir = tmp_path / "mnemodyn"
     assert main("pretrain", [*common, "--model", "mnemodyn", "--mnemodyn_config", json.dumps(tiny),

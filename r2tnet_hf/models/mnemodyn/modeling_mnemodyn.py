@@ -1,20 +1,45 @@
-"""MnemoDyn: a multi-resolution wavelet operator with CDE-style updates driven by the observed series.
+"""MnemoDyn: the reference's stacked ORion layers, computed exactly, with what the reference gets wrong as options.
 
-The observed ROI series is the control path X(t) of a controlled differential equation dh = F(h) dX. Each layer
-applies, at every frame,
+One layer (`MnemoDynLayer`, the reference's `ORionSeq` in `MnemoDyn_Draft/coe/light/model/orion.py`) maps a window
+`x` `(batch, num_frames, V)` to `(batch, num_frames, V_out)`:
 
-    h ← h + WaveletOperator(LN(h))                    temporal mixing across scales (db2 DWT → convs → inverse DWT)
-    h ← h + F(LN(h)) · dX/dt                          one CDE step, F a low-rank MLP field, dX/dt per second
+    u_t = dX_t/dt                                    the control path's derivative at the frames (`controls`)
+    f(x_t) = act(W3 act(W2 act(W1 x_t)))  (V × k)    the field: V → d → rank (bottleneck) → V·k
+    v_t = f(x_t)^T u_t                               the CDE integrand f(X) dX/dt, k channels, never built whole
+    (a_L, d_L, …, d_1) = DWT_L(v)                    periodised orthogonal DWT over time, L levels
+    c = act(dense_K(… act(dense_1(a_L))))            per-channel dense layers over the coarsest positions
+    for l = L … 1:  [δ_l; α_l] = act(conv_l([d_l; a_l]))      full 2k → 2k convolutions, own weights per time segment
+                    c = IDWT(α_l + c, δ_l)                      (c cropped or zero-padded on the left to a_l's length)
+    out_t = W_o c_t (· scale)
 
-so the stack is a depth-wise discretisation of the CDE (one step per layer, evaluated at every frame in parallel), and
-the wavelet operator carries information along time. dX/dt comes from an interpolating spline whose time axis is in
-seconds (frame × TR), not the draft's t ∈ [0, 1] per scan. The contraction F(h) · dX/dt never builds the
-`(batch, time, hidden, k)` field (`low_rank_field_contraction`).
+and layers stack with `x ← x + out` when `use_residual` and the sizes agree. There is no ODE solver, in the
+reference or here: the wavelet operator is a learned integral operator in time applied to the integrand, the
+operator-learning reading of `z(t) = ∫ f(X_s) dX_s`.
 
-Variable length: padded frames are zeroed at entry and after every layer, get dX/dt = 0, and are left out of pooling
-and of every loss. The time axis is padded (with zeros, masked) to a multiple of `2**wavelet_levels`; the periodised
-DWT wraps the end of the padded axis onto its start, so a scan's last frames see its first frames, and padding (in
-the batch or to the multiple) can change the real frames' features near the end within the filters' reach.
+What matches the reference (checked against outputs of its code, `tests/fixtures/mnemodyn/`): every weight and its
+shape (so checkpoints import name by name, `r2tnet import-weights --from mnemodyn`), the computation above in
+float32 to 1e-5, with `MnemoDynConfig.from_reference(...)` (its frame times, zero padding, last-frame pooling).
+
+What differs, and why (each an option, the reference's behaviour one setting away):
+
+* **Time in seconds** (`time_axis="seconds"`, the default): dX/dt per second at `i · TR`; the reference's first
+  layer mixes index and time units and lags a frame (see `controls`), and ignores the TR.
+* **Any length, any batch**: the reference accepts exactly `num_frames` frames. Here a scan is cut into
+  `num_frames` windows; frames past its end are filled from the scan alone (`padding`), windows past its end are
+  skipped, and masked frames are zeroed and left out of pooling, so a scan gives the same output alone or padded in
+  a batch (`tests/models/test_batching_equivalence.py`).
+* **Memory**: the field contraction runs in chunks of frames with recomputation in the backward pass instead of
+  materialising `(batch, time, V, k)` (`bench/mnemodyn_memory.py`). The segment convolutions are one grouped
+  convolution instead of `vmap` over segments (the same numbers).
+* **Gradients through the control path**: the reference computes dX/dt under `no_grad`, so for layers after the
+  first no gradient reaches the previous layer through it; here it does (outputs are identical).
+* **Initialisation**: the reference draws convolution weights and all dense biases from N(0, 1), which with 2k·nb
+  inputs per output saturates tanh; here convolutions are fan-in scaled and biases start at zero (imported weights
+  replace both).
+* **Pooling**: `pooler_output` is the mean over real frames (`pooling="mean"`); the reference's probes read the
+  last frame (`pooling="last"`).
+* Not ported: the reference's optional multi-resolution approximation loss (`use_mRLoss`), its classification head
+  (`predict`) and mixed-precision wrapper; fine-tune heads here are R2T-Net's.
 """
 
 from __future__ import annotations
@@ -28,15 +53,16 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from ...errors import FmriInputError
-from ..common import FmriBackboneOutput, check_roi_inputs, masked_mean, sinusoidal_time_embedding
+from ..common import FmriBackboneOutput, check_roi_inputs, masked_mean
 from .configuration_mnemodyn import MnemoDynConfig
-from .controls import low_rank_field_contraction, spline_derivative
-from .wavelets import wavedec, waverec
+from .controls import backward_differences, field_contraction, reference_path_derivative
+from .wavelets import idwt, wavedec
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
 @dataclass
@@ -53,7 +79,6 @@ class MnemoDynPretrainingOutput(ModelOutput):
             `jepa`: the predictor's output.
         target_latents (`torch.FloatTensor` of shape `(batch_size, num_timepoints, hidden_size)`, *optional*):
             `jepa`: the target encoder's layer-normed latents (no gradient).
-        consistency_loss (`torch.FloatTensor` of shape `()`, *optional*): `reconstruct` with `consistency_weight > 0`.
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_timepoints, hidden_size)`):
             The (context) encoder's features.
     """
@@ -63,117 +88,120 @@ class MnemoDynPretrainingOutput(ModelOutput):
     loss_mask: torch.BoolTensor | None = None
     predicted_latents: torch.FloatTensor | None = None
     target_latents: torch.FloatTensor | None = None
-    consistency_loss: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
 
 
-def pad_to_multiple(values: torch.Tensor, frame_mask: torch.Tensor, multiple: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad the last axis of `values` `(batch, channels, time)` and `frame_mask` to a multiple of `multiple`."""
-    pad = (-values.shape[-1]) % multiple
-    if pad:
-        values = F.pad(values, (0, pad))
-        frame_mask = F.pad(frame_mask, (0, pad), value=False)
-    return values, frame_mask
-
-
 class MnemoDynSegmentConv(nn.Module):
-    """Depthwise temporal convolution with its own kernel for each of `segments` time segments.
+    """A full-channel temporal convolution with its own weights on each of `segments` equal time segments [the
+    reference's `VmapRegionConv1D`]: the input is zero-padded at the end to a multiple of `segments`, each segment is
+    convolved ('same', zero-padded at its borders) with its weights, and the result is trimmed back.
 
-    A position's segment is its place within the scan's real length (so padding does not move segment borders).
+    One grouped convolution over the segments stacked as groups computes what the reference's `vmap` does.
     """
 
-    def __init__(self, channels: int, segments: int, kernel_size: int):
+    def __init__(self, channels: int, segments: int, kernel_size: int, length: int):
         super().__init__()
-        self.channels, self.segments, self.kernel_size = channels, segments, kernel_size
-        self.weight = nn.Parameter(torch.empty(channels * segments, 1, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(channels * segments))
+        self.channels, self.segments, self.kernel_size, self.length = channels, segments, kernel_size, length
+        self.weight = nn.Parameter(torch.empty(segments, channels, channels, kernel_size))
+        self.bias = nn.Parameter(torch.empty(segments, channels))
 
-    def forward(self, values: torch.Tensor, lengths: torch.Tensor, stride: int) -> torch.Tensor:
-        # values (batch, channels, n) at a level whose coefficients are `stride` frames apart.
-        batch, channels, n = values.shape
-        out = F.conv1d(values, self.weight, self.bias, padding=self.kernel_size // 2, groups=channels)
-        out = out.view(batch, channels, self.segments, n)
-        frame = torch.arange(n, device=values.device, dtype=torch.float32) * stride
-        segment = (frame.unsqueeze(0) * self.segments / lengths.float().unsqueeze(1)).long().clamp(0, self.segments - 1)
-        one_hot = F.one_hot(segment, self.segments).to(values.dtype).permute(0, 2, 1)  # (batch, segments, n)
-        return (out * one_hot.unsqueeze(1)).sum(dim=2)
-
-
-class MnemoDynWaveletOperator(nn.Module):
-    """DWT (db2, periodisation) → per-level segment convolutions, dense channel mixing on the coarsest approximation
-    → inverse DWT → activation → output projection."""
-
-    def __init__(self, config: MnemoDynConfig, channels: int | None = None):
-        super().__init__()
-        channels = channels or config.hidden_size
-        self.levels = config.wavelet_levels
-        self.detail_convs = nn.ModuleList(
-            MnemoDynSegmentConv(channels, config.wavelet_segments, config.wavelet_kernel_size)
-            for _ in range(config.wavelet_levels)
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        batch, channels, length = values.shape
+        per_segment = -(-length // self.segments)
+        values = F.pad(values, (0, per_segment * self.segments - length))
+        grouped = values.view(batch, channels, self.segments, per_segment).transpose(1, 2)
+        grouped = grouped.reshape(batch, self.segments * channels, per_segment)
+        out = F.conv1d(
+            grouped,
+            self.weight.reshape(self.segments * channels, channels, self.kernel_size),
+            self.bias.reshape(-1),
+            padding=self.kernel_size // 2,
+            groups=self.segments,
         )
-        self.approximation_conv = MnemoDynSegmentConv(channels, config.wavelet_segments, config.wavelet_kernel_size)
-        self.approximation_mixing = nn.Linear(channels, channels)
-        self.activation = ACT2FN[config.hidden_act]
-        self.output = nn.Linear(channels, channels)
-        self.output.init_scale = "depth"
-
-    def forward(self, hidden_states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # hidden_states (batch, time, channels), time a multiple of 2**levels.
-        values = hidden_states.transpose(1, 2)
-        approximation, details = wavedec(values, self.levels)
-        details = [
-            conv(d, lengths, 2 ** (level + 1)) for level, (conv, d) in enumerate(zip(self.detail_convs, details))
-        ]
-        approximation = self.approximation_conv(approximation, lengths, 2**self.levels) + self.approximation_mixing(
-            approximation.transpose(1, 2)
-        ).transpose(1, 2)
-        mixed = waverec(approximation, details).transpose(1, 2)
-        return self.output(self.activation(mixed))
+        out = out.view(batch, self.segments, channels, per_segment).transpose(1, 2).reshape(batch, channels, -1)
+        return out[..., :length]
 
 
-class MnemoDynVectorField(nn.Module):
-    """F(h): state → d → rank (bottleneck) → state · k, contracted with dX/dt without materialising F."""
+class MnemoDynDense(nn.Module):
+    """A dense layer over the coarsest positions, one `(L, L)` matrix per channel [`PerChannelDenseEinsum`]."""
 
-    def __init__(self, config: MnemoDynConfig):
+    def __init__(self, channels: int, length: int):
         super().__init__()
-        self.config = config
-        self.fc1 = nn.Linear(config.hidden_size, config.field_hidden_size)
-        self.activation = ACT2FN[config.hidden_act]
-        self.bottleneck = nn.Linear(config.field_hidden_size, config.field_rank)
-        self.expand = nn.Linear(config.field_rank, config.hidden_size * config.num_control_channels)
-        self.expand.init_scale = "field"
+        self.weight = nn.Parameter(torch.empty(channels, length, length))
+        self.bias = nn.Parameter(torch.empty(channels, length))
 
-    def code(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.bottleneck(self.activation(self.fc1(hidden_states)))
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bkd,kdf->bkf", values, self.weight) + self.bias
 
-    def forward(self, hidden_states: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
-        """`F(h) · u` for `hidden_states` `(batch, time, hidden)` and `control` `(batch, time, k)`."""
-        return low_rank_field_contraction(
-            self.code(hidden_states),
-            control,
-            self.expand.weight,
-            self.expand.bias,
-            chunk_size=self.config.contraction_chunk_size,
-        )
+
+def fit_length(values: torch.Tensor, length: int) -> torch.Tensor:
+    """The reference's `shape_correction`: zero-pad on the left, or drop the first samples, to `length`."""
+    surplus = values.shape[-1] - length
+    if surplus > 0:
+        return values[..., surplus:]
+    if surplus < 0:
+        return F.pad(values, (-surplus, 0))
+    return values
 
 
 class MnemoDynLayer(GradientCheckpointingLayer):
-    """Pre-norm: h + wavelet(LN(h)), then h + F(LN(h)) · dX/dt; padded frames kept at zero."""
+    """One ORion layer: `(windows, num_frames, V_in)` → `(windows, num_frames, V_out)` (see the module docstring)."""
 
-    def __init__(self, config: MnemoDynConfig):
+    def __init__(self, config: MnemoDynConfig, layer_index: int):
         super().__init__()
-        self.wavelet_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.wavelet = MnemoDynWaveletOperator(config)
-        self.field_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.field = MnemoDynVectorField(config)
+        self.config = config
+        self.layer_index = layer_index
+        rois = config.num_rois if layer_index == 0 else config.layer_output_sizes[layer_index - 1]
+        out = config.layer_output_sizes[layer_index]
+        k, bias = config.latent_size, config.linear_bias
+        self.activation = ACTIVATIONS[config.hidden_act]()
+        self.input_projection = nn.Linear(rois, config.field_hidden_size, bias=bias)
+        self.bottleneck = nn.Linear(config.field_hidden_size, config.field_rank, bias=bias)
+        self.feature_expansion = nn.Linear(config.field_rank, rois * k, bias=bias)
+        lengths = config.level_lengths
+        self.dense_layers = nn.ModuleList(MnemoDynDense(k, lengths[-1]) for _ in range(config.num_dense_layers))
+        self.level_convs = nn.ModuleList(
+            MnemoDynSegmentConv(2 * k, config.wavelet_segments, config.wavelet_kernel_size, length)
+            for length in lengths
+        )
+        self.output_projection = nn.Linear(k, out, bias=bias)
+        self.channel_scales = nn.Parameter(torch.ones(out)) if config.channel_scale else None
 
-    def forward(
-        self, hidden_states: torch.Tensor, control: torch.Tensor, frame_mask: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
-        keep = frame_mask.unsqueeze(-1).to(hidden_states.dtype)
-        hidden_states = hidden_states + self.wavelet(self.wavelet_norm(hidden_states), lengths) * keep
-        hidden_states = hidden_states + self.field(self.field_norm(hidden_states), control) * keep
-        return hidden_states
+    def control(self, values: torch.Tensor, repetition_time: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        if config.time_axis == "seconds":
+            return backward_differences(values, repetition_time)
+        kind = config.spline if self.layer_index == 0 else "linear"
+        return reference_path_derivative(values, kind, config.duration)
+
+    def forward(self, values: torch.Tensor, repetition_time: torch.Tensor) -> torch.Tensor:
+        act = self.activation
+        control = self.control(values, repetition_time)
+        code = act(self.bottleneck(act(self.input_projection(values))))
+        integrand = field_contraction(
+            code,
+            control,
+            self.feature_expansion.weight,
+            self.feature_expansion.bias,
+            act,
+            self.config.contraction_chunk_size,
+        ).transpose(1, 2)  # (windows, k, frames)
+        approximations, details = wavedec(integrand, self.config.wavelet_levels, self.config.wavelet)
+        current = approximations[-1]
+        for dense in self.dense_layers:
+            current = act(dense(current))
+        k = integrand.shape[1]
+        for level in reversed(range(self.config.wavelet_levels)):
+            mixed = act(self.level_convs[level](torch.cat([details[level], approximations[level]], dim=1)))
+            current = fit_length(current, mixed.shape[-1])
+            current = idwt(mixed[:, k:] + current, mixed[:, :k], self.config.wavelet)
+        current = fit_length(current, values.shape[1])  # an odd num_frames reconstructs one frame more
+        out = self.output_projection(current.transpose(1, 2))
+        if self.channel_scales is not None:
+            out = out * self.channel_scales
+        if self.config.use_residual and out.shape == values.shape:
+            out = values + out
+        return out
 
 
 class MnemoDynPreTrainedModel(PreTrainedModel):
@@ -185,82 +213,69 @@ class MnemoDynPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["MnemoDynLayer"]
 
     def _init_weights(self, module: nn.Module):
-        super()._init_weights(module)
-        config = self.config
+        # Linear layers as the reference: Kaiming normal (fan-in), zero bias. Convolutions and dense layers scaled by
+        # their fan-in with zero bias, where the reference draws N(0, 1) weights and biases (see the module docstring).
         if isinstance(module, nn.Linear):
-            # Linear layers carry an `init_scale` tag where they need more than `initializer_range`:
-            # - "depth": the last layer of a residual branch, std / sqrt(2 · layers), so a deep stack starts near the
-            #   identity (the draft drew its convolution weights with std 1, which grows activations layer by layer);
-            # - "field": the field's output layer, also divided by sqrt(k) since F · dX/dt sums k products;
-            # - "rois": input maps from V z-scored ROIs, std 1 / sqrt(V) for unit-variance features whatever V.
-            std = config.initializer_range
-            depth_std = std / math.sqrt(2 * config.num_hidden_layers)
-            scale = getattr(module, "init_scale", None)
-            if scale == "rois":
-                init.normal_(module.weight, std=config.num_rois**-0.5)
-            else:
-                if scale == "depth":
-                    std = depth_std
-                elif scale == "field":
-                    std = depth_std / math.sqrt(config.num_control_channels)
-                init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+            init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, MnemoDynSegmentConv):
-            # Unit gain for a depthwise kernel: std 1 / sqrt(kernel_size).
-            init.normal_(module.weight, std=module.kernel_size**-0.5)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, MnemoDynSegmentConv):
+            init.normal_(module.weight, std=(module.channels * module.kernel_size) ** -0.5)
+            init.zeros_(module.bias)
+        elif isinstance(module, MnemoDynDense):
+            init.normal_(module.weight, std=module.weight.shape[-1] ** -0.5)
+            init.zeros_(module.bias)
+        elif isinstance(module, MnemoDynLayer) and module.channel_scales is not None:
+            init.ones_(module.channel_scales)
+        elif isinstance(module, MnemoDynForPretraining) and module.mask_value is not None:
+            init.zeros_(module.mask_value)
+        elif isinstance(module, nn.Conv1d):
+            init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            if module.bias is not None:
+                init.zeros_(module.bias)
 
 
-class MnemoDynEmbedding(nn.Module):
-    """Lift each frame's V ROIs to `hidden_size` (plus the time embedding in seconds); map the path to k channels."""
+def real_lengths(frame_mask: torch.Tensor) -> torch.Tensor:
+    """Frames up to and including the last real one, per scan `(batch,)`."""
+    positions = torch.arange(1, frame_mask.shape[1] + 1, device=frame_mask.device)
+    return (positions * frame_mask.long()).amax(dim=1)
 
-    def __init__(self, config: MnemoDynConfig):
-        super().__init__()
-        self.config = config
-        self.projection = nn.Linear(config.num_rois, config.hidden_size)
-        self.projection.init_scale = "rois"
-        self.time_projection = nn.Linear(config.hidden_size, config.hidden_size)
-        self.control_projection = (
-            None if config.control_channels is None else nn.Linear(config.num_rois, config.control_channels, bias=False)
-        )
-        if self.control_projection is not None:
-            self.control_projection.init_scale = "rois"
 
-    def forward(
-        self, fmri_values: torch.Tensor, frame_mask: torch.Tensor, repetition_time: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        frames = fmri_values.shape[-1]
-        hidden = self.projection(fmri_values.transpose(1, 2))
-        seconds = torch.arange(frames, device=fmri_values.device, dtype=torch.float32) * repetition_time.unsqueeze(1)
-        time_features = sinusoidal_time_embedding(seconds, hidden.shape[-1], self.config.time_embedding_max_period)
-        hidden = (hidden + self.time_projection(time_features.to(hidden.dtype))) * frame_mask.unsqueeze(-1)
-        path = fmri_values
-        if self.control_projection is not None:  # linear, so it commutes with the (linear) spline
-            path = self.control_projection(fmri_values.transpose(1, 2)).transpose(1, 2)
-        control = spline_derivative(path, repetition_time, frame_mask, kind=self.config.spline)
-        return hidden, control.transpose(1, 2)
+def fill_past_end(windows: torch.Tensor, lengths: torch.Tensor, padding: str) -> torch.Tensor:
+    """Frames at or past `lengths` of `windows` `(n, frames, V)` filled from the real ones: `"symmetric"` mirrors
+    the window at its last real frame (x_{l-1}, x_{l-2}, …, x_0, x_0, x_1, …), `"zeros"` zeroes them."""
+    frames = windows.shape[1]
+    position = torch.arange(frames, device=windows.device).unsqueeze(0)
+    real = position < lengths.unsqueeze(1)
+    if padding == "zeros":
+        return windows * real.unsqueeze(-1).to(windows.dtype)
+    period = (2 * lengths).clamp_min(1).unsqueeze(1)
+    folded = position % period
+    source = torch.where(folded < lengths.unsqueeze(1), folded, period - 1 - folded).clamp(0, frames - 1)
+    return windows.gather(1, source.unsqueeze(-1).expand_as(windows))
 
 
 class MnemoDynModel(MnemoDynPreTrainedModel):
     r"""
-    The MnemoDyn backbone: a parcellated series → per-frame features and a pooled feature per scan. Usable as an
-    R2T-Net backbone (`R2TNetConfig(backbone_config=MnemoDynConfig(...))`).
+    The MnemoDyn backbone: a parcellated series → per-frame features `(batch, time, layer_output_sizes[-1])` and a
+    pooled feature per scan. Usable as an R2T-Net backbone (`R2TNetConfig(backbone_config=MnemoDynConfig(...))`).
 
     Example:
         >>> import torch
         >>> from r2tnet_hf import MnemoDynConfig, MnemoDynModel
-        >>> model = MnemoDynModel(MnemoDynConfig(num_rois=16, hidden_size=32, num_hidden_layers=2, control_channels=8))
-        >>> out = model(torch.randn(2, 16, 40), repetition_time=torch.tensor([0.72, 2.0]))
+        >>> config = MnemoDynConfig(num_rois=16, num_hidden_layers=2, num_frames=32, latent_size=8, field_hidden_size=8,
+        ...                         wavelet_levels=2, wavelet_segments=2, num_dense_layers=1)
+        >>> out = MnemoDynModel(config)(torch.randn(2, 16, 40), repetition_time=torch.tensor([0.72, 2.0]))
         >>> out.pooler_output.shape
-        torch.Size([2, 32])
+        torch.Size([2, 16])
     """
 
     def __init__(self, config: MnemoDynConfig):
         super().__init__(config)
-        self.embeddings = MnemoDynEmbedding(config)
-        self.layers = nn.ModuleList(MnemoDynLayer(config) for _ in range(config.num_hidden_layers))
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.layers = nn.ModuleList(MnemoDynLayer(config, i) for i in range(config.num_hidden_layers))
         self.post_init()
 
     def forward(
@@ -275,19 +290,19 @@ class MnemoDynModel(MnemoDynPreTrainedModel):
         r"""
         Args:
             fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`):
-                The series, time last, as `FmriProcessor` returns it (z-scored per ROI).
-            output_attentions (`bool`, *optional*): refused (there is no attention).
+                The series, time last, as `FmriProcessor` returns it (z-scored per ROI). Any length: it is cut into
+                windows of `config.num_frames`.
             attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding. Defaults to all ones.
+                1 for real frames, 0 for padding (masked frames inside a scan are zeroed). Defaults to all ones.
             repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame. Required: the control path's time axis is in seconds.
-            output_hidden_states (`bool`, *optional*):
-                Return the features after the embedding and after every layer.
+                Seconds per frame. Required (with `time_axis="seconds"` dX/dt is per second).
+            output_attentions (`bool`, *optional*): refused (there is no attention).
+            output_hidden_states (`bool`, *optional*): return the input and every layer's output, per frame.
 
         Returns:
-            [`FmriBackboneOutput`] with `last_hidden_state` `(batch_size, num_timepoints, hidden_size)` (one token per
-            frame), `pooler_output` `(batch_size, hidden_size)` (mean over real frames) and `token_mask` (the frame
-            mask).
+            [`FmriBackboneOutput`] with `last_hidden_state` `(batch_size, num_timepoints, hidden_size)` (zero at
+            masked frames), `pooler_output` `(batch_size, hidden_size)` (mean over real frames, or the last real
+            frame with `pooling="last"`) and `token_mask` (the frame mask).
         """
         if output_attentions:
             raise ValueError("MnemoDynModel has no attention: output_attentions is not supported")
@@ -298,23 +313,39 @@ class MnemoDynModel(MnemoDynPreTrainedModel):
         fmri_values, frame_mask, repetition_time = check_roi_inputs(
             fmri_values, attention_mask, repetition_time, self.config.num_rois
         )
-        frames = fmri_values.shape[-1]
-        dtype = self.embeddings.projection.weight.dtype
-        values = fmri_values.to(dtype) * frame_mask.unsqueeze(1).to(dtype)
-        values, padded_mask = pad_to_multiple(values, frame_mask, self.config.frame_multiple)
-        lengths = frame_mask.sum(dim=1)
-        hidden_states, control = self.embeddings(values, padded_mask, repetition_time)
+        dtype = self.layers[0].input_projection.weight.dtype
+        batch, _, frames = fmri_values.shape
+        keep = frame_mask.unsqueeze(-1).to(dtype)
+        values = fmri_values.transpose(1, 2).to(dtype) * keep  # (batch, time, V)
 
-        all_hidden_states = (hidden_states[:, :frames],) if output_hidden_states else None
+        # Windows of num_frames; frames past a scan's end filled from the scan; windows past its end skipped.
+        width = self.config.num_frames
+        count = max(1, -(-frames // width))
+        values = F.pad(values, (0, 0, 0, count * width - frames)).reshape(batch * count, width, -1)
+        lengths = real_lengths(frame_mask).unsqueeze(1) - torch.arange(count, device=values.device) * width
+        lengths = lengths.clamp(0, width).reshape(-1)
+        used = torch.nonzero(lengths > 0).squeeze(1)
+        states = fill_past_end(values[used], lengths[used], self.config.padding)
+        steps = repetition_time.repeat_interleave(count)[used]
+
+        def unwindow(windowed: torch.Tensor) -> torch.Tensor:
+            full = windowed.new_zeros(batch * count, width, windowed.shape[-1]).index_copy(0, used, windowed)
+            return full.reshape(batch, count * width, -1)[:, :frames] * keep
+
+        all_hidden_states = (unwindow(states),) if output_hidden_states else None
         for layer in self.layers:
-            hidden_states = layer(hidden_states, control, padded_mask, lengths)
+            states = layer(states, steps)
             if output_hidden_states:
-                all_hidden_states += (hidden_states[:, :frames],)
-
-        hidden_states = self.norm(hidden_states[:, :frames]) * frame_mask.unsqueeze(-1).to(dtype)
+                all_hidden_states += (unwindow(states),)
+        hidden_states = unwindow(states)
+        if self.config.pooling == "last":
+            last = (real_lengths(frame_mask) - 1).clamp_min(0)
+            pooled = hidden_states[torch.arange(batch, device=values.device), last]
+        else:
+            pooled = masked_mean(hidden_states, frame_mask)
         output = FmriBackboneOutput(
             last_hidden_state=hidden_states,
-            pooler_output=masked_mean(hidden_states, frame_mask),
+            pooler_output=pooled,
             token_mask=frame_mask,
             hidden_states=all_hidden_states,
         )
@@ -336,28 +367,27 @@ def masked_reconstruction_loss(
 
 
 class MnemoDynPredictorBlock(nn.Module):
-    """JEPA predictor block: pre-norm wavelet operator and pre-norm MLP, both residual."""
+    """JEPA predictor block: pre-norm depthwise temporal convolution and pre-norm MLP, both residual."""
 
     def __init__(self, config: MnemoDynConfig, width: int):
         super().__init__()
-        self.wavelet_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.wavelet = MnemoDynWaveletOperator(config, channels=width)
+        self.time_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.time_mixing = nn.Conv1d(width, width, kernel_size=5, padding=2, groups=width)
         self.mlp_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), ACT2FN[config.hidden_act], nn.Linear(2 * width, width))
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
 
-    def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        keep = frame_mask.unsqueeze(-1).to(hidden_states.dtype)
-        hidden_states = hidden_states + self.wavelet(self.wavelet_norm(hidden_states), lengths) * keep
+    def forward(self, hidden_states: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        mixed = self.time_mixing((self.time_norm(hidden_states) * keep).transpose(1, 2)).transpose(1, 2)
+        hidden_states = hidden_states + mixed * keep
         return hidden_states + self.mlp(self.mlp_norm(hidden_states)) * keep
 
 
 class MnemoDynJepaPredictor(nn.Module):
-    """Context latents (+ which ROIs and frames were hidden) → predicted target latents, per frame."""
+    """Context latents (+ which ROIs of each frame were hidden) → predicted target latents, per frame."""
 
     def __init__(self, config: MnemoDynConfig):
         super().__init__()
         width = config.jepa_predictor_hidden_size
-        self.config = config
         self.input = nn.Linear(config.hidden_size, width)
         self.hidden_rois = nn.Linear(config.num_rois, width)  # embeds the set of hidden ROIs of each frame
         self.blocks = nn.ModuleList(MnemoDynPredictorBlock(config, width) for _ in range(config.jepa_predictor_layers))
@@ -365,11 +395,11 @@ class MnemoDynJepaPredictor(nn.Module):
         self.output = nn.Linear(width, config.hidden_size)
 
     def forward(self, context: torch.Tensor, hidden_positions: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        # context (batch, T, hidden); hidden_positions (batch, V, T) bool; T a multiple of 2**levels.
+        # context (batch, T, hidden); hidden_positions (batch, V, T) bool
+        keep = frame_mask.unsqueeze(-1).to(context.dtype)
         states = self.input(context) + self.hidden_rois(hidden_positions.transpose(1, 2).to(context.dtype))
-        lengths = frame_mask.sum(dim=1)
         for block in self.blocks:
-            states = block(states, frame_mask, lengths)
+            states = block(states, keep)
         return self.output(self.norm(states))
 
 
@@ -377,9 +407,10 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
     r"""
     MnemoDyn with its pretraining objective, chosen by `config.objective`:
 
-    * `"reconstruct"`: MSE + MAE of the reconstructed series on real frames, plus `consistency_weight` × the
-      multi-resolution latent consistency loss (the latents of the scan, averaged over pairs of frames, against the
-      latents of its half-rate version at TR × 2: the level-1 db2 approximation / √2; both layer-normed, MSE).
+    * `"reconstruct"`: MSE + MAE of the series on real frames, decoded through `reconstruction_bottleneck` features per
+      frame (fewer than the ROIs). With residual layers the encoder's output *is* its input plus corrections, so an
+      undecimated decoder is solved by the identity (the reference's reconstruction objective, an unmasked
+      autoencoder); the bottleneck makes it a real compression objective.
     * `"denoise"`: the input gets Gaussian noise (`noise_std`); the loss is MSE + MAE against the clean series.
     * `"masked"`: ROI × time blocks (`mask_roi_block` ROIs × `mask_time_block` frames, a `mask_ratio` fraction of the
       blocks touching real frames) are replaced by a learned per-ROI value; the loss is computed **only** on masked
@@ -398,7 +429,13 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
         super().__init__(config)
         self.mnemodyn = MnemoDynModel(config)
         objective = config.objective
-        self.decoder = None if objective == "jepa" else nn.Linear(config.hidden_size, config.num_rois)
+        if objective == "reconstruct":
+            self.decoder = nn.Sequential(
+                nn.Linear(config.hidden_size, config.reconstruction_bottleneck),
+                nn.Linear(config.reconstruction_bottleneck, config.num_rois),
+            )
+        else:
+            self.decoder = None if objective == "jepa" else nn.Linear(config.hidden_size, config.num_rois)
         self.mask_value = nn.Parameter(torch.zeros(config.num_rois)) if objective in ("masked", "jepa") else None
         self.predictor = MnemoDynJepaPredictor(config) if objective == "jepa" else None
         self.target_encoder = None
@@ -544,7 +581,7 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
             )
         if generator is None and seed is not None:
             generator = torch.Generator(device=fmri_values.device).manual_seed(seed)
-        dtype = self.mnemodyn.embeddings.projection.weight.dtype
+        dtype = self.mnemodyn.layers[0].input_projection.weight.dtype
         fmri_values = fmri_values.to(dtype)
         target = (fmri_values if labels is None else labels.to(dtype)) * frame_mask.unsqueeze(1).to(dtype)
         objective = self.config.objective
@@ -566,32 +603,12 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
         encoded = self.mnemodyn(inputs, frame_mask, repetition_time, return_dict=True).last_hidden_state
         reconstruction = self.decoder(encoded).transpose(1, 2)
         loss, _ = masked_reconstruction_loss(reconstruction, target, loss_mask)
-        consistency = None
-        if objective == "reconstruct" and self.config.consistency_weight > 0:
-            consistency = self._consistency(encoded, fmri_values, frame_mask, repetition_time)
-            loss = loss + self.config.consistency_weight * consistency
         return MnemoDynPretrainingOutput(
             loss=loss,
             reconstruction=reconstruction,
             loss_mask=loss_mask,
-            consistency_loss=consistency,
             last_hidden_state=encoded,
         )
-
-    def _consistency(self, encoded, fmri_values, frame_mask, repetition_time):
-        """Latents at full rate (averaged over pairs of frames) vs latents of the half-rate scan at TR × 2."""
-        values, mask = pad_to_multiple(fmri_values * frame_mask.unsqueeze(1), frame_mask, 2)
-        encoded = F.pad(encoded, (0, 0, 0, values.shape[-1] - encoded.shape[1]))
-        half_values = wavedec(values, 1)[0] / math.sqrt(2.0)  # the level-1 approximation, back to signal scale
-        half_mask = mask[:, 0::2] & mask[:, 1::2]
-        if not bool(half_mask.any(dim=1).all()):  # a one-frame scan has no half-rate version
-            return encoded.sum() * 0.0
-        half = self.mnemodyn(half_values, half_mask, repetition_time * 2, return_dict=True).last_hidden_state
-        pooled = 0.5 * (encoded[:, 0::2] + encoded[:, 1::2])
-        hidden = encoded.shape[-1]
-        difference = F.layer_norm(pooled, (hidden,)) - F.layer_norm(half, (hidden,))
-        weights = half_mask.unsqueeze(-1).to(difference.dtype)
-        return (difference.square() * weights).sum() / (weights.sum() * hidden).clamp_min(1.0)
 
     def _jepa(self, fmri_values, frame_mask, repetition_time, generator):
         hidden_positions, target_frames = self.jepa_target_blocks(frame_mask, generator)
@@ -601,10 +618,7 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
             target = F.layer_norm(target, (target.shape[-1],))
         context_input = torch.where(hidden_positions, self.mask_value.view(1, -1, 1).to(fmri_values.dtype), fmri_values)
         context = self.mnemodyn(context_input, frame_mask, repetition_time, return_dict=True).last_hidden_state
-        frames = fmri_values.shape[-1]
-        padded_positions, padded_mask = pad_to_multiple(hidden_positions, frame_mask, self.config.frame_multiple)
-        padded_context = F.pad(context, (0, 0, 0, padded_positions.shape[-1] - frames))
-        predicted = self.predictor(padded_context, padded_positions, padded_mask)[:, :frames]
+        predicted = self.predictor(context, hidden_positions, frame_mask)
         weights = target_frames.unsqueeze(-1).to(predicted.dtype)
         error = F.smooth_l1_loss(predicted, target, reduction="none") * weights
         loss = error.sum() / (weights.sum() * predicted.shape[-1]).clamp_min(1.0)

