@@ -8,7 +8,6 @@ here, so nothing of the checkpoint's own code ever runs. Anything else that need
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.shards import sha256_file
 from ..errors import FmriInputError
 
 
@@ -62,14 +62,6 @@ def _plain(value):
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     return value
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_reference_checkpoint(path: str | os.PathLike) -> ReferenceCheckpoint:
@@ -121,7 +113,7 @@ def load_reference_checkpoint(path: str | os.PathLike) -> ReferenceCheckpoint:
         raise WeightImportError.for_source(
             path, expected="only tensors in the state dict", found=f"non-tensor entries {not_tensors[:5]}"
         )
-    return ReferenceCheckpoint(path, tensors, dict(hyper_parameters), _sha256(path))
+    return ReferenceCheckpoint(path, tensors, dict(hyper_parameters), sha256_file(path))
 
 
 def strip_prefix(state_dict: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
