@@ -101,3 +101,24 @@ class ModelTesterMixin:
             inputs["fmri_values"] = values[0]  # no batch axis
             with pytest.raises(FmriInputError, match="fmri_values: expected"):
                 model(**inputs)
+
+    def test_batching_equivalence(self):
+        """A scan encoded alone equals the same scan padded (masked frames at the end) beside a longer one, 1e-5."""
+        model = self.build(self.model_classes[0])
+        inputs = self.get_inputs(self.model_classes[0], 2)
+        values = inputs["fmri_values"]
+        frames = values.shape[-1]
+        short = frames - 5
+        tr = inputs.get("repetition_time")
+        tr = torch.as_tensor(tr if tr is not None else 1.0, dtype=torch.float32).expand(2)
+        mask = torch.ones(2, frames, dtype=torch.long)
+        mask[0, short:] = 0
+        padded = values.clone()
+        padded[0, ..., short:] = 7.0  # whatever padding holds
+        with torch.no_grad():
+            alone = model(fmri_values=values[:1, ..., :short], repetition_time=tr[:1])
+            together = model(fmri_values=padded, attention_mask=mask, repetition_time=tr)
+        pooled = getattr(alone, "pooler_output", None)
+        if pooled is None:
+            pytest.skip(f"{type(model).__name__} has no pooled output")
+        torch.testing.assert_close(together.pooler_output[:1], pooled, atol=1e-5, rtol=0)
