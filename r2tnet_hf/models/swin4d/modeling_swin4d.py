@@ -18,6 +18,52 @@ adding masked frames at the end of a scan leaves the real tokens' outputs unchan
 
 **Positions.** Each stage adds an absolute position embedding: a learned projection of sinusoidal features of the
 token centre in voxels (H, W, D) plus one of the token time in seconds (frame × `repetition_time`).
+
+**SwiFT.** With `Swin4DConfig.from_swift(...)` (what `r2tnet import-weights --from swift` builds) the model computes
+what SwiFT's `SwinTransformer4D.forward` computes (Transconnectome/SwiFT @ 0b07cb1,
+`project/module/models/swin4d_transformer_ver7.py`, `patchembedding.py`; Apache-2.0), checked against outputs of
+the reference code in `tests/models/swin4d/test_swift_parity.py` (largest difference 1e-6 in float32, 1e-15 in
+float64). Matching, option by option:
+
+- Patch embedding: one linear map of each flattened 4-D patch (SwiFT's `PatchEmbed.fc`; its input features are in
+  (voxel, channel) order, ours in (channel, voxel) order, and the converter permutes the columns), with no norm after
+  it (`patch_norm=False`).
+- Positions (`position_embedding="learned"`): per stage a learned table over the stage's (H, W, D) tokens and one
+  over frames, added (space first, then time, as SwiFT's `PositionalEmbedding`) before the stage's blocks; the time
+  table is cut to the input's frames. Frame index, not seconds: the TR is not used.
+- Blocks: pre-norm window attention with a qkv bias and NO relative position bias (SwiFT's `WindowAttention4D`
+  docstring promises one; the code has none), scale head_dim^-1/2, then a GELU (erf) MLP, both residual. SwiFT's
+  fused `qkv` is split into our `query` and `key_value` by the converter.
+- Windows: `first_window_size` in stage 0, `window_size` after; a window larger than (or equal to) the grid along an
+  axis is clipped to it and not shifted along it; odd blocks are shifted by window // 2 with the cyclic roll, and
+  pairs from different regions get -100 added to their logits (`shifted_window_mask_value=-100.0`), not -inf
+  (a soft mask: with ordinary logits it is within rounding of a hard one, e^-100 ≈ 4e-44, but it is reproduced).
+- Window padding (`window_padding="attended_zeros"`): where a grid is not a multiple of its window, SwiFT pads each
+  block's normalised tokens with zeros, lets real tokens attend to them, and crops them after the attention; so
+  here. *This is a defect of the reference, reproduced for parity*: a real token's output depends on how much padding
+  its window got (e.g. on the number of frames), and attention weight goes to tokens that are not data.
+- Patch merging (`PatchMergingV2`): 2×2×2 neighbours in space only, concatenated in the same (h, w, d) offset order,
+  layer norm, a bias-free linear map to `channel_multiplier` [`c_multiplier`] times the features.
+- Last stage: SwiFT's `last_layer_full_MSA=True` (`BasicLayer_FullAttention`) is *not* full attention: its windows
+  span all of space but only `window_size[3]` frames, unshifted (`global_attention_time_window=window_size[3]`);
+  with `False`, the last stage has shifted `window_size` windows (`global_attention_last_stage=False`).
+- Output: SwiFT returns the last stage's tokens `(B, C, h, w, d, t)` with no final norm (it builds `norm` and never
+  applies it: `final_layer_norm=False`). `last_hidden_state` holds the same tokens as `(B, h·w·d·t, C)`, row-major
+  over (h, w, d, t); `pooler_output`, their mean, is what SwiFT's heads (`clf_mlp`, `reg_mlp`) average.
+
+What differs, and why:
+
+- Training only: SwiFT's MLP drops out after the activation and after the second linear layer (monai's "swin"
+  mode), ours after the second only, and we have no stochastic depth (`drop_path_rate`); in eval mode both are
+  identities. Initialisation differs (it does not matter for imported weights).
+- Masked frames: SwiFT has no `attention_mask` (every frame is real); here frames with `attention_mask = 0` are
+  never keys, in every mode. With all frames real nothing changes.
+- Inputs SwiFT refuses or fails on: with learned positions the volume must be `image_size` and have at most
+  `num_frames` frames (`FmriInputError`, SwiFT asserts or fails to broadcast); a grid that is odd at a merging (SwiFT
+  fails to concatenate) is padded and masked here.
+- Our defaults are not SwiFT's computation: sinusoidal positions in voxels and seconds (any size, any TR), a norm
+  after the patch projection and a final norm, hard window masks, window padding masked (so that a scan's output
+  does not depend on its padding), and a global last stage over all frames.
 """
 
 from __future__ import annotations
@@ -27,7 +73,9 @@ import math
 import torch
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 
+from ...errors import FmriInputError
 from ..common import (
     FmriBackboneOutput,
     FmriTransformerLayer,
@@ -95,7 +143,7 @@ class Swin4DPatchEmbedding(nn.Module):
         super().__init__()
         self.patch_size = tuple(config.patch_size)
         self.projection = nn.Linear(config.num_channels * math.prod(self.patch_size), config.embed_dim)
-        self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps) if config.patch_norm else nn.Identity()
 
     def forward(self, fmri_values: torch.Tensor, frame_mask: torch.Tensor, repetition_time: torch.Tensor):
         ph, pw, pd, pt = self.patch_size
@@ -141,13 +189,40 @@ class Swin4DPositionEmbedding(nn.Module):
         return space[None, :, :, :, None, :] + time[:, None, None, None, :, :]
 
 
-class Swin4DPatchMerging(nn.Module):
-    """2×2×2 neighbouring tokens (space only; time is kept) → one token with twice the features."""
+class Swin4DLearnedPositionEmbedding(nn.Module):
+    """SwiFT's absolute positions of one stage: a learned table over its (H, W, D) tokens, `spatial`
+    `(h, w, d, dim)`, and one over frames, `temporal` `(frames, dim)`, added in that order. A grid larger than a table
+    (padding only) gets zeros there; the time table is cut to the grid's frames."""
 
-    def __init__(self, dim: int, layer_norm_eps: float):
+    def __init__(self, dim: int, grid: tuple[int, int, int], frames: int):
+        super().__init__()
+        self.spatial = nn.Parameter(torch.zeros(*grid, dim))
+        self.temporal = nn.Parameter(torch.zeros(frames, dim))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        grid = tuple(hidden_states.shape[1:5])
+        spatial = pad_to_size(self.spatial, grid[:3]).to(hidden_states.dtype)
+        temporal = pad_to_size(self.temporal, grid[3:]).to(hidden_states.dtype)
+        hidden_states = hidden_states + spatial[None, :, :, :, None, :]
+        return hidden_states + temporal[None, None, None, None, :, :]
+
+
+def pad_to_size(table: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """The leading axes of `table` cut or zero-padded at their end to `size`."""
+    table = table[tuple(slice(0, n) for n in size)]
+    padding = []
+    for axis in reversed(range(table.ndim)):
+        padding += [0, size[axis] - table.shape[axis] if axis < len(size) else 0]
+    return torch.nn.functional.pad(table, padding) if any(padding) else table
+
+
+class Swin4DPatchMerging(nn.Module):
+    """2×2×2 neighbouring tokens (space only; time is kept) → one token with `multiplier` times the features."""
+
+    def __init__(self, dim: int, layer_norm_eps: float, multiplier: int = 2):
         super().__init__()
         self.norm = nn.LayerNorm(8 * dim, eps=layer_norm_eps)
-        self.reduction = nn.Linear(8 * dim, 2 * dim, bias=False)
+        self.reduction = nn.Linear(8 * dim, multiplier * dim, bias=False)
 
     def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden_states = hidden_states * token_mask.unsqueeze(-1).to(hidden_states.dtype)
@@ -160,18 +235,38 @@ class Swin4DPatchMerging(nn.Module):
         return self.reduction(self.norm(grouped)), merged_mask
 
 
+def _block_with_zero_padding(
+    block: FmriTransformerLayer, hidden_states: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor
+) -> torch.Tensor:
+    """`FmriTransformerLayer.forward`, with the normalised features of window padding set to zero before the
+    attention (`keep` is 0 there, 1 elsewhere): SwiFT pads each block after its first norm. (It calls the block's
+    parts, so gradient checkpointing does not apply to these blocks.)"""
+    attended = block.attention(block.attention_norm(hidden_states) * keep, mask)
+    hidden_states = hidden_states + block.dropout(attended)
+    return hidden_states + block.mlp(block.mlp_norm(hidden_states))
+
+
 class Swin4DStage(nn.Module):
     """Position embedding, `depth` window-attention blocks (plain, shifted, plain, ...), then optional merging."""
 
-    def __init__(self, config: Swin4DConfig, stage: int):
+    def __init__(self, config: Swin4DConfig, stage: int, grid: tuple[int, int, int] | None = None):
         super().__init__()
-        self.dim = config.embed_dim * 2**stage
-        self.window_size = tuple(config.window_size)
+        self.dim = config.stage_dim(stage)
+        first = stage == 0 and config.first_window_size is not None
+        self.window_size = tuple(config.first_window_size if first else config.window_size)
         self.is_last = stage == len(config.depths) - 1
         self.is_global = self.is_last and config.global_attention_last_stage
-        scale = 2**stage
-        voxels = tuple(p * scale for p in config.patch_size[:3])
-        self.position_embedding = Swin4DPositionEmbedding(self.dim, voxels, config.time_embedding_max_period)
+        self.global_time_window = config.global_attention_time_window
+        self.mask_value = config.shifted_window_mask_value
+        self.attended_padding = config.window_padding == "attended_zeros"
+        self.learned_positions = config.position_embedding == "learned"
+        if self.learned_positions:
+            frames = -(-config.num_frames // config.patch_size[3])
+            self.position_embedding = Swin4DLearnedPositionEmbedding(self.dim, grid, frames)
+        else:
+            scale = 2**stage
+            voxels = tuple(p * scale for p in config.patch_size[:3])
+            self.position_embedding = Swin4DPositionEmbedding(self.dim, voxels, config.time_embedding_max_period)
         self.blocks = nn.ModuleList(
             FmriTransformerLayer(
                 self.dim,
@@ -185,47 +280,86 @@ class Swin4DStage(nn.Module):
             )
             for _ in range(config.depths[stage])
         )
-        self.merging = None if self.is_last else Swin4DPatchMerging(self.dim, config.layer_norm_eps)
+        self.merging = (
+            None if self.is_last else Swin4DPatchMerging(self.dim, config.layer_norm_eps, config.channel_multiplier)
+        )
 
     def windows_for(self, grid: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Window and shift of this stage for a token grid (before padding)."""
         if self.is_global:
-            return tuple(grid), (0, 0, 0, 0)
+            frames = grid[3] if self.global_time_window is None else min(self.global_time_window, grid[3])
+            return (*grid[:3], frames), (0, 0, 0, 0)
         window = tuple(min(w, g) for w, g in zip(self.window_size, grid))
         shift = tuple(w // 2 if w < g else 0 for w, g in zip(window, grid))
         return window, shift
 
+    def attention_mask(
+        self, key_mask: torch.Tensor, same_region: torch.Tensor | None, index: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """The SDPA mask `(batch, windows, 1, tokens, tokens)` of one window layout, broadcast over heads: keys where
+        `key_mask` `(batch, grid tokens)` is true, within a region of a shifted window (hard, or with
+        `shifted_window_mask_value` added across regions), and every token to itself."""
+        keys = key_mask[:, index].unsqueeze(-2)  # (batch, windows, 1, tokens)
+        eye = torch.eye(index.shape[1], dtype=torch.bool, device=index.device)
+        if same_region is None or self.mask_value is None:
+            allowed = keys if same_region is None else keys & same_region
+            return (allowed | eye).unsqueeze(2)
+        bias = torch.zeros(same_region.shape, dtype=dtype, device=index.device).masked_fill(
+            ~same_region, self.mask_value
+        )
+        return torch.where(keys | eye, bias, torch.tensor(-math.inf, dtype=dtype, device=index.device)).unsqueeze(2)
+
     def forward(self, hidden_states, token_mask, seconds, time_patch: int, repetition_time):
-        window, shift = self.windows_for(tuple(hidden_states.shape[1:5]))
-        multiples = tuple(math.lcm(w, 1 if (self.is_last or axis == 3) else 2) for axis, w in enumerate(window))
+        real_grid = tuple(hidden_states.shape[1:5])
+        window, shift = self.windows_for(real_grid)
+        if self.attended_padding:  # SwiFT: each block pads to its window; merging needs no padding of its own
+            multiples = window
+        else:
+            multiples = tuple(math.lcm(w, 1 if (self.is_last or axis == 3) else 2) for axis, w in enumerate(window))
+        if self.learned_positions:  # the tables cover the stage's grid before window padding
+            hidden_states = self.position_embedding(hidden_states)
         hidden_states = pad_to_multiple(hidden_states, (1, 2, 3, 4), multiples)
         token_mask = pad_to_multiple(token_mask, (1, 2, 3, 4), multiples, value=False)
         grid = tuple(hidden_states.shape[1:5])
-        if grid[3] > seconds.shape[1]:  # padded frames continue the time grid
-            extra = torch.arange(seconds.shape[1], grid[3], device=seconds.device, dtype=torch.float32)
-            extra = (extra * time_patch + (time_patch - 1) / 2).unsqueeze(0) * repetition_time.unsqueeze(1)
-            seconds = torch.cat([seconds, extra], dim=1)
-        hidden_states = hidden_states + self.position_embedding(grid, seconds, hidden_states.dtype)
+        if not self.learned_positions:
+            if grid[3] > seconds.shape[1]:  # padded frames continue the time grid
+                extra = torch.arange(seconds.shape[1], grid[3], device=seconds.device, dtype=torch.float32)
+                extra = (extra * time_patch + (time_patch - 1) / 2).unsqueeze(0) * repetition_time.unsqueeze(1)
+                seconds = torch.cat([seconds, extra], dim=1)
+            hidden_states = hidden_states + self.position_embedding(grid, seconds, hidden_states.dtype)
 
         batch = hidden_states.shape[0]
         flat = hidden_states.reshape(batch, -1, self.dim)
-        flat_mask = token_mask.reshape(batch, -1)
-        layouts = {}  # plain and shifted windows: (index, inverse permutation, mask), built once per stage
+        key_mask = token_mask.reshape(batch, -1)
+        padding = None  # window padding that real tokens attend to (SwiFT), as a flat (grid tokens,) mask
+        if self.attended_padding and grid != real_grid:
+            real = torch.ones(real_grid, dtype=torch.bool, device=flat.device)
+            padding = ~pad_to_multiple(real, (0, 1, 2, 3), multiples, value=False).flatten()
+            key_mask = key_mask | padding
+        layouts = {}  # plain and shifted windows: (index, inverse permutation, mask, keep), built once per stage
         for number, block in enumerate(self.blocks):
             block_shift = shift if number % 2 else (0, 0, 0, 0)
             if block_shift not in layouts:
                 index, same_region = shifted_windows(grid, window, block_shift, device=flat.device)
-                allowed = flat_mask[:, index].unsqueeze(-2)  # (batch, windows, 1, tokens): real keys
-                if same_region is not None:
-                    allowed = allowed & same_region
-                allowed = allowed | torch.eye(index.shape[1], dtype=torch.bool, device=flat.device)
-                # mask (batch, windows, 1, tokens, tokens), broadcast over heads
-                layouts[block_shift] = (index, torch.argsort(index.flatten()), allowed.unsqueeze(2))
-            index, inverse, allowed = layouts[block_shift]
-            flat = block(flat[:, index], allowed).flatten(1, 2)[:, inverse]
+                mask = self.attention_mask(key_mask, same_region, index, flat.dtype)
+                keep = None if padding is None else (~padding[index]).unsqueeze(-1).to(flat.dtype)
+                layouts[block_shift] = (index, torch.argsort(index.flatten()), mask, keep)
+            index, inverse, mask, keep = layouts[block_shift]
+            if keep is None:
+                windows = block(flat[:, index], mask)
+            else:
+                windows = _block_with_zero_padding(block, flat[:, index], mask, keep)
+            flat = windows.flatten(1, 2)[:, inverse]
         hidden_states = flat.view(batch, *grid, self.dim)
+        if self.attended_padding and grid != real_grid:  # SwiFT crops the window padding after every block
+            crop = (slice(None), *(slice(0, n) for n in real_grid))
+            hidden_states, token_mask = hidden_states[crop], token_mask[crop]
+            seconds = seconds[:, : real_grid[3]]
         stage_output = hidden_states
         if self.merging is not None:
+            if self.attended_padding:  # an odd grid (SwiFT fails there) is padded and masked
+                hidden_states = pad_to_multiple(hidden_states, (1, 2, 3), (2, 2, 2))
+                token_mask = pad_to_multiple(token_mask, (1, 2, 3), (2, 2, 2), value=False)
             hidden_states, token_mask = self.merging(hidden_states, token_mask)
         return hidden_states, token_mask, seconds, stage_output
 
@@ -243,6 +377,9 @@ class Swin4DPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         std = self.config.initializer_range
         init_transformer_weights(module, std)
+        if isinstance(module, Swin4DLearnedPositionEmbedding):
+            init.trunc_normal_(module.spatial, std=std, a=-2 * std, b=2 * std)
+            init.trunc_normal_(module.temporal, std=std, a=-2 * std, b=2 * std)
 
 
 class Swin4DModel(Swin4DPreTrainedModel):
@@ -262,8 +399,13 @@ class Swin4DModel(Swin4DPreTrainedModel):
     def __init__(self, config: Swin4DConfig):
         super().__init__(config)
         self.embeddings = Swin4DPatchEmbedding(config)
-        self.stages = nn.ModuleList(Swin4DStage(config, stage) for stage in range(len(config.depths)))
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        grids = [tuple(-(-size // patch) for size, patch in zip(config.image_size, config.patch_size))]
+        for _ in config.depths[1:]:  # the stages' token grids for learned positions: merging halves space
+            grids.append(tuple(-(-size // 2) for size in grids[-1]))
+        self.stages = nn.ModuleList(Swin4DStage(config, stage, grids[stage]) for stage in range(len(config.depths)))
+        self.norm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.final_layer_norm else nn.Identity()
+        )
         self.post_init()
 
     def forward(
@@ -282,7 +424,8 @@ class Swin4DModel(Swin4DPreTrainedModel):
             attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
                 1 for real frames, 0 for padding. Defaults to all ones.
             repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame. Required: token times are in seconds.
+                Seconds per frame. Required with sinusoidal positions (token times are in seconds); optional and
+                unused with `position_embedding="learned"` (SwiFT's positions index frames).
             output_attentions (`bool`, *optional*):
                 Not supported (attention runs in SDPA); `attentions` is `None`.
             output_hidden_states (`bool`, *optional*):
@@ -291,15 +434,25 @@ class Swin4DModel(Swin4DPreTrainedModel):
         Returns:
             [`FmriBackboneOutput`]: `last_hidden_state` `(batch_size, tokens, hidden_size)` over the last stage's
             (padded) grid in row-major (H, W, D, T) order, `token_mask` marking its real tokens, and `pooler_output`
-            `(batch_size, hidden_size)`, their masked mean.
+            `(batch_size, hidden_size)`, their masked mean. Under `from_swift`, `last_hidden_state` is SwiFT's output
+            `(B, C, h, w, d, t)` as `(B, h·w·d·t, C)`.
         """
         output_hidden_states = bool(
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        learned = self.config.position_embedding == "learned"
+        if learned and repetition_time is None:
+            repetition_time = 1.0  # not used: learned positions index frames
         fmri_values, frame_mask, repetition_time = check_volume_inputs(
-            fmri_values, attention_mask, repetition_time, self.config.num_channels
-        )
+            fmri_values, attention_mask, repetition_time, self.config.num_channels,
+            image_size=self.config.image_size if learned else None,
+        )  # fmt: skip
+        if learned and fmri_values.shape[-1] > self.config.num_frames:
+            raise FmriInputError(
+                f"fmri_values: input has {fmri_values.shape[-1]} frames but the model's learned time positions cover "
+                f"{self.config.num_frames} (config.num_frames)"
+            )
         fmri_values = fmri_values.to(self.embeddings.projection.weight.dtype)
         hidden_states, token_mask, seconds = self.embeddings(fmri_values, frame_mask, repetition_time)
         all_hidden_states = () if output_hidden_states else None

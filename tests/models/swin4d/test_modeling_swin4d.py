@@ -2,13 +2,14 @@ import os
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from nibabel.testing import data_path
 
 from r2tnet_hf import FmriProcessor, Swin4DConfig, Swin4DModel
 from r2tnet_hf.data.io import read_series
 from r2tnet_hf.models.swin4d.modeling_swin4d import shifted_windows
 from tests.model_tester import ModelTesterMixin
-from tests.models.tiny_backbones import FRAMES, swin4d_config, volume_inputs
+from tests.models.tiny_backbones import FRAMES, VOLUME, swin4d_config, volume_inputs
 
 
 class TestSwin4DModel(ModelTesterMixin):
@@ -28,6 +29,59 @@ class TestSwin4DModel(ModelTesterMixin):
         assert output.last_hidden_state.shape == (self.batch_size, 2 * 2 * 2 * FRAMES, 32)
         assert output.pooler_output.shape == (self.batch_size, 32)
         assert output.token_mask.all()
+
+
+def swift_config(**overrides):
+    """A tiny SwiFT computation (`Swin4DConfig.from_swift`): learned positions, last stage full over space in windows
+    of 4 frames, time windows of 4 over 6 frames (so window padding is attended)."""
+    arguments = dict(
+        img_size=[*VOLUME, FRAMES], in_chans=1, embed_dim=8, window_size=[2, 2, 2, 4], first_window_size=[2, 2, 2, 4],
+        patch_size=[2, 2, 2, 1], depths=[2, 2], num_heads=[2, 2], last_layer_full_MSA=True,
+    )  # fmt: skip
+    return Swin4DConfig.from_swift(arguments, **overrides)
+
+
+class TestSwin4DModelSwiFTOptions(ModelTesterMixin):
+    """The per-model suite under SwiFT's computation (the parity itself: `test_swift_parity.py`)."""
+
+    model_classes = (Swin4DModel,)
+
+    def get_config(self):
+        return swift_config()
+
+    def get_inputs(self, model_class, batch_size):
+        return volume_inputs(batch_size)
+
+    def output_tensor(self, output):
+        return output.last_hidden_state
+
+    def check_output_shapes(self, model, output, inputs):
+        assert output.last_hidden_state.shape == (self.batch_size, 2 * 2 * 2 * FRAMES, 16)  # no time padding left
+        assert output.token_mask.all()
+
+
+def test_swift_options():
+    config = swift_config()
+    assert config.position_embedding == "learned" and config.window_padding == "attended_zeros"
+    assert config.global_attention_last_stage and config.global_attention_time_window == 4
+    assert not config.patch_norm and not config.final_layer_norm and config.shifted_window_mask_value == -100.0
+    model = Swin4DModel(config)
+    assert model.stages[0].windows_for((4, 4, 4, 6)) == ((2, 2, 2, 4), (1, 1, 1, 2))
+    assert model.stages[1].windows_for((2, 2, 2, 6)) == ((2, 2, 2, 4), (0, 0, 0, 0))
+    assert model.stages[0].position_embedding.spatial.shape == (4, 4, 4, 8)
+    assert model.stages[1].position_embedding.temporal.shape == (FRAMES, 16)
+    assert not any(name.startswith(("norm.", "embeddings.norm.")) for name in model.state_dict())
+    with pytest.raises(ValueError, match="not known"):
+        Swin4DConfig.from_swift({**config_arguments(), "relative_position_bias": True})
+    with pytest.raises(StrictDataclassClassValidationError, match="window_padding"):
+        swift_config(window_padding="zeros")
+
+
+def config_arguments():
+    return dict(
+        img_size=[8, 8, 8, 4], in_chans=1, embed_dim=8, window_size=[2, 2, 2, 2], first_window_size=[2, 2, 2, 2],
+        patch_size=[2, 2, 2, 1], depths=[2, 2], num_heads=[2, 2],
+    )  # fmt: skip
 
 
 def attention_pairs(grid, window, shift):
