@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 
 from ..models.mnemodyn import MnemoDynConfig, MnemoDynModel
 from ..models.mnemodyn.wavelets import wavelet_filters
@@ -81,9 +82,10 @@ def config_from_checkpoint(checkpoint: ReferenceCheckpoint, **config_overrides) 
     reference_defaults = dict(hidden_act="tanh", wavelet="db2", spline="hermite", duration=1.0)
     try:
         return MnemoDynConfig.from_reference("orion.sh", **{**reference_defaults, **values})
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, StrictDataclassError) as error:
+        cause = error.__cause__ if isinstance(error, StrictDataclassError) and error.__cause__ else error
         raise WeightImportError.for_source(
-            checkpoint.path, expected="a consistent MnemoDyn architecture", found=str(error).splitlines()[0]
+            checkpoint.path, expected="a consistent MnemoDyn architecture", found=str(cause).splitlines()[0]
         ) from None
 
 

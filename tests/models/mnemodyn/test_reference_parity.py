@@ -99,3 +99,9 @@ def test_what_the_shapes_cannot_tell_must_be_given():
         mnemodyn.convert(bare)
     config, _ = mnemodyn.convert(bare, num_frames=32, use_residual=False)
     assert config.num_frames == 32 and config.time_axis == "unit_interval"
+
+
+def test_an_inconsistent_architecture_is_a_one_line_import_error():
+    checkpoint, _, _ = read_fixture(FIXTURES[0])
+    with pytest.raises(WeightImportError, match=r"a consistent MnemoDyn architecture.*wavelet_kernel_size must be odd"):
+        mnemodyn.convert(checkpoint, wavelet_kernel_size=4)
