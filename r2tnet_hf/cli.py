@@ -76,7 +76,7 @@ def run_manifest(args: argparse.Namespace) -> int:
     if frames_layout:
         manifest = manifest_from_frames(source, args.repetition_time, args.modality, args.task)
     else:
-        manifest = manifest_from_bids(source)
+        manifest = manifest_from_bids(source, kind=args.kind, include=args.include)
         if args.repetition_time is not None:
             for record in manifest.records:
                 record.repetition_time = record.repetition_time or args.repetition_time
@@ -92,7 +92,10 @@ def run_manifest(args: argparse.Namespace) -> int:
         f"of {len(manifest.subjects)} subjects, {len(manifest.phenotype_columns)} phenotype columns"
     )
     if missing_tr:
-        print(f"  {missing_tr} scans have no repetition_time: their files must carry it (NIfTI/CIFTI header)")
+        print(
+            f"  {missing_tr} scans have no repetition_time: NIfTI/CIFTI files must carry it in their header; for "
+            "TSV/CSV/NPY series pass --repetition-time SECONDS or add a JSON sidecar with RepetitionTime"
+        )
     return 0
 
 
@@ -174,6 +177,7 @@ def run_fingerprint(args: argparse.Namespace) -> int:
             sessions=args.sessions,
             segment_lengths=args.segment_length or (),
             splits_path=args.splits,
+            atlas=args.atlas,
         )
         _commit_output_dir(staging, output)
     finally:
@@ -220,18 +224,28 @@ def _run_inference_command(args: argparse.Namespace, kind: str) -> int:
 
         transformers_logging.disable_progress_bar()
     device = resolve_device(args.device)
-    items = collect_scans(args.input, modality=args.modality, repetition_time=args.repetition_time)
-    model, processor = load_for_inference(args.model, kind)
+    model, processor = load_for_inference(args.model, kind, atlas=args.atlas)
+    items = collect_scans(
+        args.input, args.modality, args.repetition_time, atlases=(args.atlas, processor.atlas_file)
+    )
     result = run_inference(model, processor, items, kind, args.batch_size, device, progress=not args.quiet)
     output = Path(args.output)
+    for path, reason in result.skipped:
+        line = reason if path in reason else f"{path}: {reason}"  # the reason usually names the file already
+        print(f"r2tnet {args.command}: skipped {line}", file=sys.stderr)
+    if not result.items:
+        skipped_file = write_skipped(result, output)
+        print(
+            f"r2tnet {args.command}: error: none of the {len(items)} scans could be used; {output} not written "
+            f"(reasons in {skipped_file})",
+            file=sys.stderr,
+        )
+        return 2
     if kind == "predictions":
         write_predictions(result, model.config, output)
     else:
         write_signatures(result, output, model.config.signature_dim)
     skipped_file = write_skipped(result, output)
-    for path, reason in result.skipped:
-        line = reason if path in reason else f"{path}: {reason}"  # the reason usually names the file already
-        print(f"r2tnet {args.command}: skipped {line}", file=sys.stderr)
     print(f"wrote {output}: {len(result.items)} scans ({sum(result.num_windows)} windows) on {device}")
     if skipped_file is not None:
         print(f"  {len(result.skipped)} scans skipped, listed in {skipped_file}", file=sys.stderr)
@@ -296,12 +310,22 @@ def run_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_atlas_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--atlas",
+        default=None,
+        help="label NIfTI or CIFTI .dlabel.nii that parcellates volume or dense CIFTI input into the model's ROIs "
+        "(default: the atlas file the model's processor recorded when `convert --atlas` made its data)",
+    )
+
+
 def _add_inference_arguments(parser: argparse.ArgumentParser, output_help: str) -> None:
     parser.add_argument("--model", required=True, help="model folder or Hub repo id")
     parser.add_argument(
         "--input",
         required=True,
-        help="a manifest .tsv/.csv, or a folder of scan files (.tsv/.csv/.npy/.dtseries.nii/.ptseries.nii/.nii[.gz])",
+        help="a manifest .tsv/.csv, a folder of scan files (.tsv/.csv/.npy/.dtseries.nii/.ptseries.nii/.nii[.gz]; "
+        "atlas files in it are not scans), or a folder of shards written by `r2tnet convert`",
     )
     parser.add_argument("--output", required=True, help=output_help)
     parser.add_argument(
@@ -313,6 +337,7 @@ def _add_inference_arguments(parser: argparse.ArgumentParser, output_help: str) 
     parser.add_argument(
         "--repetition-time", type=float, default=None, help="TR in seconds for files that carry none (TSV/CSV/NPY)"
     )
+    _add_atlas_argument(parser)
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default: %(default)s)")
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda or cuda:N (default: auto, i.e. cuda when available)"
@@ -332,9 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a manifest (one row per scan) from a BIDS folder or a frame_*.pt folder",
         description=(
             "Discover scans and write a manifest CSV/TSV with columns subject, session, modality, task, path, "
-            "repetition_time and phenotypes. SOURCE is a BIDS/fMRIPrep folder (sub-*/[ses-*/]func/*_bold.nii.gz, "
-            "*.dtseries.nii; task-rest is rest, every other task is task; TR from JSON sidecars; participants.tsv "
-            "columns become phenotypes) or the R2T-Net layout img/<subject>/frame_<t>.pt (one scan per subject)."
+            "repetition_time and phenotypes. SOURCE is a BIDS/fMRIPrep/derivatives folder (volumes: "
+            "sub-*/[ses-*/]func/*_bold.nii[.gz], *.dtseries.nii; ROI series anywhere under sub-*/: "
+            "*_timeseries.tsv/.csv/.npy as BIDS derivatives and `r2tnet synth` write them, *.ptseries.nii; "
+            "task-rest is rest, every other task is task; TR from JSON sidecars; participants.tsv columns become "
+            "phenotypes) or the R2T-Net layout img/<subject>/frame_<t>.pt (one scan per subject)."
         ),
     )
     manifest.add_argument("source", help="BIDS folder, or a folder holding img/<subject>/frame_<t>.pt")
@@ -343,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--repetition-time",
         type=float,
         default=None,
-        help="TR in seconds for scans whose sidecar or layout lacks it (frame_*.pt folders)",
+        help="TR in seconds for scans whose sidecar or header lacks it (TSV/CSV/NPY series, frame_*.pt folders)",
     )
     manifest.add_argument(
         "--modality",
@@ -352,6 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="modality of frame_*.pt scans (default: %(default)s)",
     )
     manifest.add_argument("--task", default="rest", help="task name of frame_*.pt scans (default: %(default)s)")
+    manifest.add_argument(
+        "--kind",
+        choices=["auto", "volume", "roi"],
+        default="auto",
+        help="which scan files of a BIDS folder: volumes, ROI series, or auto (whichever it has; both is refused) "
+        "(default: %(default)s)",
+    )
+    manifest.add_argument(
+        "--include",
+        default=None,
+        metavar="GLOB",
+        help="only files whose name matches, e.g. '*atlas-Schaefer400*' when derivatives hold several per run",
+    )
     manifest.set_defaults(func=run_manifest)
 
     convert = commands.add_parser(
@@ -473,7 +513,12 @@ def build_parser() -> argparse.ArgumentParser:
     fingerprint.add_argument(
         "--model", required=True, help="folder with config.json, weights and preprocessor_config.json"
     )
-    fingerprint.add_argument("--manifest", required=True, help="manifest .tsv/.csv of the scans to identify")
+    fingerprint.add_argument(
+        "--manifest",
+        required=True,
+        help="manifest .tsv/.csv of the scans to identify, or a folder of shards written by `r2tnet convert`",
+    )
+    _add_atlas_argument(fingerprint)
     fingerprint.add_argument("--output", default="fingerprint", help="output folder (default: %(default)s)")
     fingerprint.add_argument(
         "--splits",

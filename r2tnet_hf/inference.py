@@ -17,14 +17,17 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .data.io import FmriSeries
 from .data.manifest import BIDS_ENTITY, read_manifest
 from .errors import FmriInputError
 from .utils import atomic_path, atomic_write_text
@@ -39,6 +42,11 @@ class ScanItem:
     session: str
     path: Path
     repetition_time: float | None = None
+    load: Callable[[], FmriSeries] | None = None  # shard rows: the stored series; files are read by the processor
+
+    def scan(self):
+        """What the processor takes: the file's path, or the series stored in shards."""
+        return self.load() if self.load is not None else str(self.path)
 
 
 @dataclass
@@ -56,6 +64,19 @@ def _is_scan_file(path: Path) -> bool:
     return name.endswith(SCAN_SUFFIXES)
 
 
+def _is_atlas_file(path: Path, atlases: set[Path]) -> bool:
+    """Parcellations kept beside the scans: the atlas in use, CIFTI label files, and BIDS label images
+    (`*_dseg.nii[.gz]`, `atlas-*`/`tpl-*` NIfTI)."""
+    name = path.name.lower()
+    if path.resolve() in atlases or name.endswith(".dlabel.nii"):
+        return True
+    if name.endswith((".tsv", ".csv")):  # a label table: BIDS `*_dseg.tsv`, or the names beside a label image
+        stem = path.name[: -len(path.suffix)]
+        beside = any(path.with_name(stem + suffix).is_file() for suffix in (".nii", ".nii.gz", ".dlabel.nii"))
+        return "_dseg." in name or beside
+    return name.endswith((".nii", ".nii.gz")) and ("_dseg." in name or name.startswith(("atlas-", "tpl-")))
+
+
 def scan_identity(path: Path) -> tuple[str, str]:
     """`(subject, session)` from a BIDS-like file name; else `(file stem, "")`."""
     entities = dict(BIDS_ENTITY.findall(path.name))
@@ -69,12 +90,19 @@ def scan_identity(path: Path) -> tuple[str, str]:
 
 
 def collect_scans(
-    source: str | os.PathLike, modality: str = "rest", repetition_time: float | None = None
+    source: str | os.PathLike,
+    modality: str = "rest",
+    repetition_time: float | None = None,
+    atlases: tuple[str | os.PathLike | None, ...] = (),
 ) -> list[ScanItem]:
-    """The scans of a manifest (`modality` `"rest"`, `"task"` or `"all"`) or of a folder of scan files."""
+    """The scans of a manifest (`modality` `"rest"`, `"task"` or `"all"`), of a folder of scan files (atlas files in
+    it, `atlases` and the name patterns of `_is_atlas_file`, are not scans), or of a folder written by `convert`."""
     source = Path(source)
+    if source.is_dir() and (source / "manifest.json").is_file():
+        return _shard_scans(source, modality)
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if _is_scan_file(p))
+        skip = {Path(atlas).resolve() for atlas in atlases if atlas}
+        files = sorted(p for p in source.rglob("*") if _is_scan_file(p) and not _is_atlas_file(p, skip))
         if not files:
             raise FmriInputError.for_source(
                 source, expected=f"scan files ({', '.join(SCAN_SUFFIXES)})", found="none in the folder"
@@ -85,6 +113,20 @@ def collect_scans(
     if not records:
         raise FmriInputError.for_source(source, expected=f"{modality} rows", found="none in the manifest")
     return [ScanItem(r.subject, r.session, manifest.resolve(r), r.repetition_time or repetition_time) for r in records]
+
+
+def _shard_scans(folder: Path, modality: str) -> list[ScanItem]:
+    """The scans of a folder written by `r2tnet convert`, each read from its rows."""
+    from .data.streaming import ShardFolder
+
+    shards = ShardFolder(folder)
+    scans = [(r, rows) for r, rows in shards.scans() if modality == "all" or r.modality == modality]
+    if not scans:
+        raise FmriInputError.for_source(folder, expected=f"{modality} scans", found="none in the shards")
+    return [
+        ScanItem(r.subject, r.session, Path(r.path), r.repetition_time, functools.partial(shards.read_scan, rows))
+        for r, rows in scans
+    ]
 
 
 def _pad_batch(windows: list[tuple[np.ndarray, np.ndarray, float]], device) -> dict:
@@ -147,7 +189,7 @@ def run_inference(
 
     for item in tqdm(items, desc=kind, unit="scan", disable=not progress):
         try:
-            batch = processor(str(item.path), repetition_time=item.repetition_time, all_windows=True)
+            batch = processor(item.scan(), repetition_time=item.repetition_time, all_windows=True)
         except FmriInputError as error:
             result.skipped.append((str(item.path), str(error)))
             continue
@@ -245,8 +287,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_for_inference(model_name: str, kind: str):
-    """The model (checked, see `r2tnet_hf.hub.load_model`) and its processor for `predict` or `signatures`."""
+def load_for_inference(model_name: str, kind: str, atlas: str | os.PathLike | None = None):
+    """The model (checked, see `r2tnet_hf.hub.load_model`) and its processor for `predict` or `signatures`;
+    `atlas` (a parcellation file) replaces the one the processor recorded, for volume or dense CIFTI input."""
     from .hub.loading import check_model_folder, load_model, load_processor, resolve_model_folder
     from .models.r2tnet.modeling_r2tnet import R2TNetForPhenotypePrediction, R2TNetModel
     from .processing import FmriProcessor
@@ -260,6 +303,8 @@ def load_for_inference(model_name: str, kind: str):
     expected = R2TNetForPhenotypePrediction if kind == "predictions" else R2TNetModel
     model = load_model(folder, expected_class=expected)
     processor = load_processor(folder) or FmriProcessor.from_model_config(model.config)
+    if atlas is not None:
+        processor.atlas_file = str(Path(atlas).resolve())
     return model, processor
 
 

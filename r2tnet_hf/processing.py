@@ -8,6 +8,7 @@ frames. Its settings are saved as `preprocessor_config.json` beside the weights 
 
 from __future__ import annotations
 
+import functools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +19,7 @@ from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 from transformers.utils import logging
 
-from .data.io import FmriSeries, read_series
+from .data.io import FmriSeries, parcellate, read_atlas, read_series
 from .data.io import parcel_order_hash as compute_parcel_order_hash
 from .errors import FmriInputError, describe_source
 
@@ -45,12 +46,18 @@ class FmriProcessor(FeatureExtractionMixin):
             Expected `(C, H, W, D)` for volume input; `None` accepts any.
         atlas (`str`, *optional*):
             Name of the parcellation the model was trained on (e.g. `"schaefer400"`, `"aal2"`).
+        atlas_file (`str`, *optional*):
+            The parcellation file itself (a label NIfTI or a CIFTI-2 `.dlabel.nii`; `r2tnet convert --atlas` records
+            it). Dense input reaching an ROI processor (4-D NIfTI volumes, `.dtseries.nii` grayordinates) is
+            parcellated with it into ROI means before anything else, as `convert` did; the parcel names it gives are
+            then checked against `parcel_order_hash`.
         roi_labels (`list[str]`, *optional*):
             Ordered ROI names. Their hash is stored as `parcel_order_hash`; the labels themselves are stored when there
             are at most 4096 of them.
         parcel_order_hash (`str`, *optional*):
             Hash of the ordered labels (see `r2tnet_hf.data.io.parcel_order_hash`). Inputs that carry labels (a TSV
-            header, CIFTI parcels or brain models, `roi_labels=` at call time) must match it.
+            header, CIFTI parcels or brain models, `roi_labels=` at call time) must match it; inputs that carry the
+            stored `roi_labels` in another order are reordered by name first.
         normalization (`str`, *optional*, defaults to `"zscore"`):
             `"zscore"`: each ROI (voxel) is centred and scaled to unit variance over the scan's frames. `"none"`.
         flat_roi_policy (`str`, *optional*, defaults to `"zero"`):
@@ -87,6 +94,7 @@ class FmriProcessor(FeatureExtractionMixin):
         num_rois: int | None = None,
         volume_shape: list[int] | None = None,
         atlas: str | None = None,
+        atlas_file: str | None = None,
         roi_labels: list[str] | None = None,
         parcel_order_hash: str | None = None,
         normalization: str = "zscore",
@@ -126,6 +134,7 @@ class FmriProcessor(FeatureExtractionMixin):
         self.num_rois = num_rois
         self.volume_shape = list(volume_shape) if volume_shape is not None else None
         self.atlas = atlas
+        self.atlas_file = None if atlas_file is None else str(atlas_file)
         self.roi_labels = roi_labels
         self.parcel_order_hash = parcel_order_hash
         self.normalization = normalization
@@ -208,7 +217,7 @@ class FmriProcessor(FeatureExtractionMixin):
 
     def prepare(self, scan, repetition_time: float | None = None, roi_labels: list[str] | None = None) -> FmriSeries:
         """Load, validate, resample and normalise one scan; no windowing or padding. Returns an `FmriSeries`."""
-        series = self.load(scan, repetition_time, roi_labels)
+        series = self.match_labels(self.load(scan, repetition_time, roi_labels))
         self.validate(series)
         series = self.resample(series)
         if series.num_timepoints < self.min_length:
@@ -234,6 +243,7 @@ class FmriProcessor(FeatureExtractionMixin):
             raise FmriInputError.for_source(
                 None, expected="an array, a tensor or a file path", found=f"{type(scan).__name__}"
             )
+        series = self.parcellate(series)
         series.data = np.asarray(series.data, dtype=np.float32)
         if roi_labels is not None:
             series.roi_labels = [str(label) for label in roi_labels]
@@ -250,14 +260,51 @@ class FmriProcessor(FeatureExtractionMixin):
             series.repetition_time = float(repetition_time)
         return series
 
+    def parcellate(self, series: FmriSeries) -> FmriSeries:
+        """Dense input (a volume, or the grayordinates of a CIFTI atlas) → ROI means with `atlas_file`; anything else
+        is returned as it is."""
+        if self.input_type != "roi" or self.atlas_file is None:
+            return series
+        atlas = _cached_atlas(self.atlas_file)
+        dense = series.data.ndim == 5 if atlas.grayordinates is None else (
+            series.data.ndim == 2 and series.data.shape[0] == len(atlas.grayordinates)
+        )  # fmt: skip
+        return parcellate(series, atlas) if dense else series
+
+    def match_labels(self, series: FmriSeries) -> FmriSeries:
+        """Put named ROIs in the processor's order: a scan whose ROI names are the processor's `roi_labels` in
+        another order is reordered by name (ROI series only). Anything else is left for `validate` to judge."""
+        expected, found = self.roi_labels, series.roi_labels
+        if self.input_type != "roi" or expected is None or found is None or list(found) == list(expected):
+            return series
+        if len(found) != len(expected) or len(set(found)) != len(found) or set(found) != set(expected):
+            return series
+        if series.data.ndim != 2 or series.data.shape[0] != len(found):
+            return series
+        position = {label: index for index, label in enumerate(found)}
+        order = [position[label] for label in expected]
+        logger.info("%s: ROIs reordered by name to the processor's parcel order", series.source or "input")
+        series.data = series.data[order]
+        series.roi_labels = list(expected)
+        return series
+
     def validate(self, series: FmriSeries) -> None:
         """Check dimensionality, V (or volume shape), finiteness, TR and parcel order; raise `FmriInputError`."""
         source, data = series.source, series.data
         expected_ndim = 2 if self.input_type == "roi" else 5
         layout = "(V, T)" if self.input_type == "roi" else "(C, H, W, D, T)"
         if data.ndim != expected_ndim:
+            hint = None
+            if self.input_type == "roi" and data.ndim == 5:
+                hint = (
+                    f"a volume: pass the parcellation the model was trained with ({self.atlas or 'its atlas'}) as "
+                    "--atlas FILE, or FmriProcessor(atlas_file=...)"
+                )
             raise FmriInputError.for_source(
-                source, expected=f"{expected_ndim}-D {layout}, time last", found=f"{data.ndim}-D {tuple(data.shape)}"
+                source,
+                expected=f"{expected_ndim}-D {layout}, time last",
+                found=f"{data.ndim}-D {tuple(data.shape)}",
+                hint=hint,
             )
         if self.input_type == "roi" and self.num_rois is not None and data.shape[0] != self.num_rois:
             hint = "the array looks transposed; arrays are (V, T)" if data.shape[1] == self.num_rois else None
@@ -395,6 +442,23 @@ class FmriProcessor(FeatureExtractionMixin):
         if hasattr(backbone, "image_size"):
             return cls(input_type="volume", volume_shape=[backbone.num_channels, *backbone.image_size], **kwargs)
         return cls(**kwargs)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_atlas_once(path: str, size: int, mtime_ns: int):
+    return read_atlas(path)
+
+
+def _cached_atlas(path: str):
+    """The atlas at `path`, read once per file version."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise FmriInputError.for_source(
+            path, expected="the atlas file recorded in the processor (atlas_file)", found="no such file",
+            hint="pass the atlas with --atlas FILE",
+        ) from None  # fmt: skip
+    return _read_atlas_once(path, stat.st_size, stat.st_mtime_ns)
 
 
 __all__ = ["FmriInputError", "FmriProcessor"]

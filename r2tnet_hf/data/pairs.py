@@ -22,6 +22,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..errors import FmriInputError
 from .streaming import ShardFolder, _seed, _world, collate_fmri, sample_from_row, window_processor
 
 logger = logging.getLogger(__name__)
@@ -61,9 +62,13 @@ class PairSampler:
     ):
         if positives not in POSITIVES:
             raise ValueError(f"positives must be one of {POSITIVES}, got {positives!r}")
-        if subjects_per_batch < 2:
-            raise ValueError("subjects_per_batch must be >= 2: the other subjects are the negatives")
         self.shards = folder if isinstance(folder, ShardFolder) else ShardFolder(folder)
+        if subjects_per_batch < 2:
+            raise FmriInputError.for_source(
+                "--subjects_per_batch",
+                expected="at least 2 subjects per batch (the other subjects are each pair's negatives)",
+                found=f"{subjects_per_batch}",
+            )
         self.processor = window_processor(self.shards, window_length)
         if min_window_length is not None and window_length is not None:
             min_window_length = min(min_window_length, window_length)
@@ -77,13 +82,31 @@ class PairSampler:
         self.epoch, self.batch = 0, 0
         self.candidates = self._candidates(None if subjects is None else set(subjects))
         self.excluded_subjects = sorted(self._considered - set(self.candidates))
-        if self.excluded_subjects:
+        if self.excluded_subjects and self.rank == 0:
             logger.warning(
                 f"{len(self.excluded_subjects)} subjects have no {positives} pair and are not sampled: "
                 f"{', '.join(self.excluded_subjects[:10])}{' ...' if len(self.excluded_subjects) > 10 else ''}"
             )
         if len(self.candidates) < 2:
-            raise ValueError(f"{len(self.candidates)} subjects have a {positives} pair; a batch needs at least 2")
+            raise FmriInputError.for_source(
+                self.shards.folder,
+                expected=f"at least 2 training subjects with a {positives} pair (a batch needs 2 or more)",
+                found=f"{len(self.candidates)} of {len(self._considered)}",
+                hint=self._pairing_hint(),
+            )
+
+    def _pairing_hint(self) -> str:
+        """The flag that fixes a cohort without enough pairs, from what the data has."""
+        meta = self.shards.metadata
+        modalities = set(meta["modality"].tolist())
+        if self.positives == "cross_modality" and modalities != {"rest", "task"}:
+            return (
+                f"the data has {'/'.join(sorted(modalities))} scans only: use --positives cross_session (two sessions "
+                "or runs per subject) or --positives same_scan (two windows of one scan)"
+            )
+        if self.positives == "cross_session":
+            return "each subject needs scans in two sessions: use --positives same_scan for one scan per subject"
+        return "more training subjects are needed: check --splits (or the split fractions) and the manifest"
 
     def _candidates(self, keep) -> dict[str, list[tuple[int, int]]]:
         """Per subject, the row pairs (a, b) that are valid positives."""

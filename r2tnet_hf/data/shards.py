@@ -224,6 +224,7 @@ def _build_processor(series, atlas: Atlas | None, options: ConvertOptions) -> Fm
         target_repetition_time=options.target_repetition_time,
         min_length=options.min_length,
         atlas=atlas.name if atlas else None,
+        atlas_file=str(Path(atlas.source).resolve()) if atlas else None,
     )
     if series.data.ndim == 2:
         return FmriProcessor(input_type="roi", num_rois=series.data.shape[0], roi_labels=series.roi_labels, **common)

@@ -27,6 +27,7 @@ import torch
 from ..errors import FmriInputError
 from ..processing import FmriProcessor
 from .io import FmriSeries
+from .manifest import ScanRecord
 from .shards import FORMAT, METADATA_COLUMNS
 
 
@@ -37,6 +38,11 @@ def _seed(*parts: int) -> np.random.Generator:
 def decode_array(row: dict) -> np.ndarray:
     """The row's array as float32, time last: a read-only view of the row's bytes when they are float32 already."""
     return np.frombuffer(row["data"], dtype=row["dtype"]).reshape(row["shape"]).astype(np.float32, copy=False)
+
+
+def _cell(value) -> str:
+    """A phenotype value as a manifest cell: missing (None, NaN) as empty."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value}"
 
 
 class ShardFolder:
@@ -91,6 +97,33 @@ class ShardFolder:
         group_size = self._row_group_sizes[shard]
         table = self._row_group(shard, within // group_size)
         return {name: table.column(name)[within % group_size].as_py() for name in table.column_names}
+
+    def scans(self) -> list[tuple[ScanRecord, list[int]]]:
+        """Every scan of the folder as a manifest record (`path` = its source file) with its rows in time order (a
+        volume converted with `--window` has one row per window)."""
+        meta = self.metadata
+        rows: dict[int, list[int]] = {}
+        for row, scan in enumerate(meta["scan_index"]):
+            rows.setdefault(int(scan), []).append(row)
+        scans = []
+        for scan, members in sorted(rows.items()):
+            members.sort(key=lambda row: int(meta["window_start"][row]))
+            first = members[0]
+            phenotypes = {name: _cell(meta[name][first]) for name in self.phenotype_columns}
+            record = ScanRecord(
+                str(meta["subject"][first]), str(meta["session"][first]), str(meta["modality"][first]),
+                str(meta["task"][first]), str(meta["source"][first]), float(meta["repetition_time"][first]),
+                phenotypes, scan,
+            )  # fmt: skip
+            scans.append((record, members))
+        return scans
+
+    def read_scan(self, rows: list[int]) -> FmriSeries:
+        """One scan's rows joined along time, as `convert` stored it (validated, parcellated, z-scored)."""
+        parts = [self.read_row(row) for row in rows]
+        data = np.concatenate([decode_array(part) for part in parts], axis=-1)
+        source = f"{self.folder}: {parts[0]['source']}"
+        return FmriSeries(data, float(parts[0]["repetition_time"]), self.processor.roi_labels, source)
 
     @functools.cached_property
     def _row_group_sizes(self) -> list[int]:

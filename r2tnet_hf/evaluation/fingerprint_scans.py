@@ -59,6 +59,23 @@ def load_encoder(model_dir: str | os.PathLike):
     return encoder.eval(), processor
 
 
+def read_scans(source: str | os.PathLike):
+    """`(manifest, scan_of)`: the scans of a manifest file, or of a folder written by `r2tnet convert` (each scan read
+    back from its rows), and a function giving what the processor takes for a record."""
+    from ..data.manifest import Manifest, read_manifest
+    from ..data.streaming import ShardFolder
+
+    source = Path(source)
+    if source.is_dir() and (source / "manifest.json").is_file():
+        shards = ShardFolder(source)
+        scans = shards.scans()
+        rows = {record.index: members for record, members in scans}
+        manifest = Manifest([record for record, _ in scans], shards.phenotype_columns, source / "manifest.json")
+        return manifest, lambda record: shards.read_scan(rows[record.index])
+    manifest = read_manifest(source)
+    return manifest, manifest.resolve
+
+
 def side_of(record, pairing: str) -> str:
     return record.modality if pairing == "modality" else record.session
 
@@ -165,8 +182,12 @@ def run_fingerprint_evaluation(
     sessions=None,
     segment_lengths=(),
     splits_path: str | os.PathLike | None = None,
+    atlas: str | os.PathLike | None = None,
 ) -> dict:
     """Encode, identify and score a manifest's scans beside the baselines; write the report and the plots.
+
+    `manifest_path` is a manifest file or a folder of shards written by `r2tnet convert`; `atlas` (a parcellation
+    file) replaces the one the model's processor recorded, for volume or dense CIFTI scans.
 
     `output_dir` must exist (the CLI passes a staging folder and renames it when everything is written). Bad scans
     raise `FmriInputError` naming the file.
@@ -180,7 +201,6 @@ def run_fingerprint_evaluation(
     """
     from tqdm.auto import tqdm
 
-    from ..data.manifest import read_manifest
     from ..data.splits import load_splits
     from .baselines import baseline_identification, best_in_hindsight
 
@@ -189,7 +209,7 @@ def run_fingerprint_evaluation(
     segment_lengths = sorted({int(length) for length in segment_lengths or ()})
     if any(length < 3 for length in segment_lengths):
         raise FmriInputError.for_source("--segment-length", expected="at least 3 frames", found=f"{segment_lengths}")
-    manifest = read_manifest(manifest_path)
+    manifest, scan_of = read_scans(manifest_path)
     records, unpaired = select_records(manifest, pairing, sessions)
     splits = load_splits(splits_path) if splits_path else None
     scored = set(splits["test"]) if splits else {r.subject for r in records}
@@ -205,8 +225,10 @@ def run_fingerprint_evaluation(
             found=f"{len(test_subjects)}",
         )
     encoder, processor = load_encoder(model_dir)
+    if atlas is not None:
+        processor.atlas_file = str(Path(atlas).resolve())
     series = [
-        processor.prepare(manifest.resolve(record), record.repetition_time)
+        processor.prepare(scan_of(record), record.repetition_time)
         for record in tqdm(needed, desc="reading", disable=not progress, leave=False)
     ]
     every = _scan_set(needed, series, pairing)

@@ -20,6 +20,7 @@ def main(task: str, argv: list[str] | None = None, description: str | None = Non
     Bad input (a missing shard folder, a bad key in the YAML, a scan the processor refuses) prints one line and returns
     2, without a traceback.
     """
+    import os
     import sys
 
     from ..errors import FmriInputError
@@ -27,10 +28,19 @@ def main(task: str, argv: list[str] | None = None, description: str | None = Non
     parser = build_argument_parser(description or f"r2tnet {task}")
     try:
         config = config_from_args(parser, argv)
-        from .loop import run
+        import time
 
+        from .loop import run
+        from .summary import summary_lines
+
+        started = time.perf_counter()
         run(config, task)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print("\n".join(summary_lines(config.output_dir, task, time.perf_counter() - started)))
     except FmriInputError as error:
-        print(f"{task}: error: {error}", file=sys.stderr)
+        # Under `accelerate launch` every rank meets the same bad input: rank 0 alone says so (the launcher then
+        # reports that the ranks exited with status 2).
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"{task}: error: {error}", file=sys.stderr)
         return 2
     return 0

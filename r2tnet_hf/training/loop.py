@@ -100,6 +100,14 @@ def resolve_splits(config: RunConfig, shards: ShardFolder, accelerator) -> dict[
     return splits
 
 
+def open_shards(config: RunConfig) -> ShardFolder:
+    """The run's shard folder. Its processor, which every saved model keeps, records the run's `window_length`, so
+    inference cuts scans into the windows the model was trained on."""
+    shards = ShardFolder(config.data)
+    shards.processor.window_length = config.window_length
+    return shards
+
+
 def build_backbone_config(config: RunConfig, processor):
     from transformers import AutoConfig
 
@@ -422,7 +430,7 @@ def pretrain(config: RunConfig) -> TrainingResult:
     accelerator = make_accelerator(config)
     _check_output_dir(config, accelerator)
     set_seed(config.seed)
-    shards = ShardFolder(config.data)
+    shards = open_shards(config)
     splits = resolve_splits(config, shards, accelerator)
     model = build_model(config, shards.processor, R2TNetForContrastivePretraining)
     pairing = "modality" if config.positives == "cross_modality" else "session"
@@ -625,7 +633,7 @@ def pretrain_mnemodyn(config: RunConfig) -> TrainingResult:
     accelerator = make_accelerator(config)
     _check_output_dir(config, accelerator)
     set_seed(config.seed)
-    shards = ShardFolder(config.data)
+    shards = open_shards(config)
     if shards.processor.input_type != "roi":
         raise FmriInputError.for_source(config.data, expected="ROI series for MnemoDyn", found="volumes")
     splits = resolve_splits(config, shards, accelerator)
@@ -728,7 +736,7 @@ def finetune(config: RunConfig) -> TrainingResult:
     accelerator = make_accelerator(config)
     _check_output_dir(config, accelerator)
     set_seed(config.seed)
-    shards = ShardFolder(config.data)
+    shards = open_shards(config)
     missing = [t for t in config.target if t not in shards.phenotype_columns]
     if missing:
         raise FmriInputError.for_source(

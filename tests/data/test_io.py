@@ -57,8 +57,10 @@ def test_ptseries_parcels_and_order_check(tmp_path):
     np.testing.assert_array_equal(series.data, data.T)
     assert series.roi_labels == names and series.repetition_time == pytest.approx(1.5)
     FmriProcessor(roi_labels=names)(str(path))  # same order: accepted, TR from the file
-    with pytest.raises(FmriInputError, match="first difference at ROI 0: 'V1' where 'V2' was expected"):
-        FmriProcessor(roi_labels=["V2", "V1", "MT", "A1"], atlas="toy")(str(path))
+    swapped = FmriProcessor(roi_labels=["V2", "V1", "MT", "A1"], atlas="toy", normalization="none")(str(path))
+    np.testing.assert_array_equal(swapped["fmri_values"][0], data.T[[1, 0, 2, 3]])  # matched by name
+    with pytest.raises(FmriInputError, match="first difference at ROI 0: 'V1' where 'V3' was expected"):
+        FmriProcessor(roi_labels=["V3", "V2", "MT", "A1"], atlas="toy")(str(path))
     assert parcel_order_hash(names) != parcel_order_hash(names[::-1])
 
 
