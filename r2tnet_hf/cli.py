@@ -225,9 +225,7 @@ def _run_inference_command(args: argparse.Namespace, kind: str) -> int:
         transformers_logging.disable_progress_bar()
     device = resolve_device(args.device)
     model, processor = load_for_inference(args.model, kind, atlas=args.atlas)
-    items = collect_scans(
-        args.input, args.modality, args.repetition_time, atlases=(args.atlas, processor.atlas_file)
-    )
+    items = collect_scans(args.input, args.modality, args.repetition_time, atlases=(args.atlas, processor.atlas_file))
     result = run_inference(model, processor, items, kind, args.batch_size, device, progress=not args.quiet)
     output = Path(args.output)
     for path, reason in result.skipped:

@@ -192,7 +192,9 @@ def _find_bids_files(root: Path, kind: str, include: str | None) -> list[Path]:
         )
     files = volumes or series
     if not files:
-        patterns = {"volume": BIDS_FUNC_PATTERNS, "roi": BIDS_ROI_PATTERNS}.get(kind, BIDS_FUNC_PATTERNS + BIDS_ROI_PATTERNS)
+        patterns = {"volume": BIDS_FUNC_PATTERNS, "roi": BIDS_ROI_PATTERNS}.get(
+            kind, BIDS_FUNC_PATTERNS + BIDS_ROI_PATTERNS
+        )
         raise FmriInputError.for_source(
             root,
             expected=f"sub-*/[ses-*/]func/ files matching {', '.join(patterns)}"

@@ -31,7 +31,9 @@ def summary_lines(output_dir: str | Path, task: str, seconds: float) -> list[str
     if best is not None:
         lines.append(
             f"  best/: step {best.get('step')}, chosen on {best.get('split', 'validation')} by {best.get('metric')} = "
-            f"{best.get('value'):.4g}" if isinstance(best.get("value"), (int, float)) else f"  best/: {best}"
+            f"{best.get('value'):.4g}"
+            if isinstance(best.get("value"), (int, float))
+            else f"  best/: {best}"
         )
     results = _read(output / "test_results.json") or {}
     test = dict(results.get("metrics", {}))
@@ -45,6 +47,8 @@ def summary_lines(output_dir: str | Path, task: str, seconds: float) -> list[str
         if isinstance(test.get(metric), (int, float)):
             beside = test.get(baseline)
             name = test.get("test_baseline") if "segment" not in metric else test.get("test_segment_baseline")
-            against = f" vs {beside:.4g} for the strongest baseline ({name})" if isinstance(beside, (int, float)) else ""
+            against = (
+                f" vs {beside:.4g} for the strongest baseline ({name})" if isinstance(beside, (int, float)) else ""
+            )
             lines.append(f"  test ({test.get('test_subjects', '?')} subjects): {words} {test[metric]:.4g}{against}")
     return lines

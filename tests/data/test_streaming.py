@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from r2tnet_hf.data.manifest import read_manifest
-from r2tnet_hf.errors import FmriInputError
 from r2tnet_hf.data.pairs import PairSampler
 from r2tnet_hf.data.shards import ConvertOptions, convert
 from r2tnet_hf.data.splits import check_disjoint, load_splits, make_splits, save_splits, splits_from_manifest
 from r2tnet_hf.data.streaming import FmriStream, ShardFolder, collate_fmri
 from r2tnet_hf.data.synthetic import make_synthetic_cohort
+from r2tnet_hf.errors import FmriInputError
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +123,11 @@ def test_pair_sampler_ranks_and_resume(shard_folder):
 def test_pair_sampler_reports_subjects_without_pairs(shard_folder, caplog):
     sampler = PairSampler(shard_folder, subjects=["sub-001", "sub-002", "sub-003"], subjects_per_batch=2)
     assert sampler.excluded_subjects == [] and len(sampler.candidates) == 3
-    with pytest.raises(FmriInputError, match=r"at least 2 training subjects with a cross_modality pair .*found 1 of 1 "
-                       r"\(more training subjects"):
+    with pytest.raises(
+        FmriInputError,
+        match=r"at least 2 training subjects with a cross_modality pair .*found 1 of 1 "
+        r"\(more training subjects",
+    ):
         PairSampler(shard_folder, subjects=["sub-001"])
     with pytest.raises(FmriInputError, match=r"--subjects_per_batch: expected at least 2 subjects per batch"):
         PairSampler(shard_folder, subjects_per_batch=1)
@@ -133,8 +136,11 @@ def test_pair_sampler_reports_subjects_without_pairs(shard_folder, caplog):
 def test_pair_sampler_on_rest_only_data_names_the_flag_that_fixes_it(tmp_path):
     make_synthetic_cohort(tmp_path / "rest", subjects=3, sessions=1, rois=6, frames=40, task=False, seed=0)
     convert(tmp_path / "rest" / "manifest.tsv", tmp_path / "shards", progress=False)
-    with pytest.raises(FmriInputError, match=r"found 0 of 3 \(the data has rest scans only: use --positives "
-                       r"cross_session"):
+    with pytest.raises(
+        FmriInputError,
+        match=r"found 0 of 3 \(the data has rest scans only: use --positives "
+        r"cross_session",
+    ):
         PairSampler(tmp_path / "shards")
     with pytest.raises(FmriInputError, match="each subject needs scans in two sessions: use --positives same_scan"):
         PairSampler(tmp_path / "shards", positives="cross_session")
