@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import FmriInputError
-from .utils import current_umask
+from .utils import OneLineArgumentParser, current_umask
 
 
 def _prepare_output_dir(output: Path, marker: str) -> Path:
@@ -112,7 +112,14 @@ def run_convert(args: argparse.Namespace) -> int:
         min_length=args.min_length,
         skip_bad=args.skip_bad,
     )
-    result = convert(args.manifest, args.out, options, progress=not args.quiet)
+    out = Path(args.out)
+    new = not out.exists()
+    try:
+        result = convert(args.manifest, out, options, progress=not args.quiet)
+    except (FmriInputError, OSError):
+        if new and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave no empty folder behind a conversion that never started
+        raise
     if result.up_to_date:
         print(f"{args.out} is up to date ({result.rows} rows in {len(result.shards)} shards)")
         return 0
@@ -286,19 +293,15 @@ def run_import_weights(args: argparse.Namespace) -> int:
 
 def run_publish(args: argparse.Namespace) -> int:
     """Publish a run's best model to the Hub in one commit, or write the folder locally with --dry-run."""
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    from .hub.publish import publish_run
+    from .hub.publish import PublishUploadError, publish_run
 
     try:
         result = publish_run(
             args.run_dir, args.repo_id, private=args.private, dry_run=args.dry_run, license=args.license
         )
-    except (HfHubHTTPError, OfflineModeIsEnabled) as error:
-        # One line, no traceback; huggingface_hub's messages name the URL and status, never the token.
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"r2tnet publish: error: upload to {args.repo_id} failed: {first_line}", file=sys.stderr)
-        return 1
+    except PublishUploadError as error:
+        print(f"r2tnet publish: error: {error}", file=sys.stderr)
+        return 2
     best = result.candidate
     print(f"best: {best.folder} ({best.metric} = {best.value:.6g}, greater_is_better={best.greater_is_better})")
     if result.dry_run_dir is not None:
@@ -344,7 +347,7 @@ def _add_inference_arguments(parser: argparse.ArgumentParser, output_help: str) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="r2tnet",
         description="fMRI foundation models on the Hugging Face Hub: R2T-Net brain signatures and MnemoDyn.",
     )
@@ -668,6 +671,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except FmriInputError as error:
         print(f"r2tnet {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a folder that cannot be written, a full disk: the system's line names the path
+        print(f"r2tnet {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"r2tnet {args.command}: interrupted", file=sys.stderr)

@@ -304,8 +304,18 @@ def load_for_inference(model_name: str, kind: str, atlas: str | os.PathLike | No
     model = load_model(folder, expected_class=expected)
     processor = load_processor(folder) or FmriProcessor.from_model_config(model.config)
     if atlas is not None:
-        processor.atlas_file = str(Path(atlas).resolve())
+        processor.atlas_file = checked_atlas_path(atlas)
     return model, processor
+
+
+def checked_atlas_path(atlas: str | os.PathLike) -> str:
+    """`--atlas FILE` as an absolute path, refused at once when there is no such file."""
+    path = Path(atlas)
+    if not path.is_file():
+        raise FmriInputError.for_source(
+            path, expected="an atlas file (label NIfTI or CIFTI .dlabel.nii) for --atlas", found="no such file"
+        )
+    return str(path.resolve())
 
 
 __all__ = [

@@ -337,7 +337,8 @@ class FmriProcessor(FeatureExtractionMixin):
                 source,
                 expected="a repetition time (TR) in seconds > 0",
                 found="none" if tr is None else f"{tr}",
-                hint="pass repetition_time=...",
+                hint="give the TR in seconds: a manifest's repetition_time column, a JSON sidecar, --repetition-time, "
+                "or repetition_time=...",
             )
         if series.roi_labels is not None and self.parcel_order_hash is not None:
             found_hash = compute_parcel_order_hash(series.roi_labels)

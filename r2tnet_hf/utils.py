@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import tempfile
@@ -56,3 +57,10 @@ def single_threaded_blas(function):
             return function(*args, **kwargs)
 
     return wrapper
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (naming the command and where its help is) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -226,7 +226,9 @@ def run_fingerprint_evaluation(
         )
     encoder, processor = load_encoder(model_dir)
     if atlas is not None:
-        processor.atlas_file = str(Path(atlas).resolve())
+        from ..inference import checked_atlas_path
+
+        processor.atlas_file = checked_atlas_path(atlas)
     series = [
         processor.prepare(scan_of(record), record.repetition_time)
         for record in tqdm(needed, desc="reading", disable=not progress, leave=False)

@@ -62,18 +62,29 @@ def find_candidates(run_dir: str | os.PathLike) -> list[Candidate]:
     return candidates
 
 
-def select_best(candidates: list[Candidate]) -> Candidate:
-    """The best candidate by its recorded metric; candidates recording different metrics or directions are refused."""
+def _relative(folder: Path, run_dir: Path | None) -> str:
+    try:
+        return str(folder.relative_to(run_dir)) if run_dir is not None else str(folder)
+    except ValueError:
+        return str(folder)
+
+
+def select_best(candidates: list[Candidate], run_dir: str | os.PathLike | None = None) -> Candidate:
+    """The best candidate by its recorded metric; candidates recording different metrics or directions are refused,
+    each named by its folder (relative to `run_dir`)."""
+    run_dir = Path(run_dir) if run_dir is not None else candidates[0].folder.parent
     metrics = {(c.metric, c.greater_is_better) for c in candidates}
     if len(metrics) > 1:
-        listing = ", ".join(
-            f"{c.folder.name}: {c.metric} (greater_is_better={c.greater_is_better})" for c in candidates
+        listing = "; ".join(
+            f"{_relative(c.folder, run_dir)}/ records {c.metric} (greater_is_better={c.greater_is_better})"
+            for c in candidates
         )
         raise FmriInputError.for_source(
-            candidates[0].folder.parent,
+            run_dir,
             expected="candidates recording the same validation metric",
             found=listing,
-            hint="publish one folder by itself, or re-evaluate them with one metric",
+            hint="publish one of these folders by itself (r2tnet publish RUN_DIR/<folder>), or re-evaluate them "
+            "with one metric",
         )
     sign = 1.0 if candidates[0].greater_is_better else -1.0
     return max(candidates, key=lambda c: sign * c.value)  # ties: the first in path order
@@ -123,6 +134,23 @@ def upload_staged(folder: Path, repo_id: str, private: bool = False, commit_mess
     )
 
 
+class PublishUploadError(RuntimeError):
+    """The upload to the Hub failed (network, HTTP status, authentication, offline mode): one line."""
+
+    @classmethod
+    def from_error(cls, repo_id: str, error: Exception) -> PublishUploadError:
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else ""
+        hint = ""
+        if "401" in text or "403" in text or "token" in text.lower():
+            hint = " (log in with `hf auth login` or set HF_TOKEN)"
+        elif "offline" in text.lower():
+            hint = " (HF_HUB_OFFLINE is set; unset it to upload, or use --dry-run OUT)"
+        elif type(error).__name__ in ("ConnectError", "ConnectionError", "ConnectTimeout", "ReadTimeout"):
+            hint = " (is the network up? HF_ENDPOINT selects another Hub server; --dry-run OUT writes the folder)"
+        return cls(f"upload to {repo_id} failed: {type(error).__name__}: {first_line}{hint}")
+
+
 @dataclass
 class PublishResult:
     candidate: Candidate
@@ -142,7 +170,7 @@ def publish_run(
 ) -> PublishResult:
     """Publish the best candidate of `run_dir` to `repo_id` in one commit, or write it to `dry_run` (atomically)."""
     run_dir = Path(run_dir)
-    best = select_best(find_candidates(run_dir))
+    best = select_best(find_candidates(run_dir), run_dir)
     if dry_run is not None:
         out = Path(dry_run)
         if out.exists() and not (out / CARD_FILE).is_file():
@@ -166,7 +194,10 @@ def publish_run(
     with tempfile.TemporaryDirectory(prefix="r2tnet-publish-") as staging:
         files = stage_candidate(best.folder, run_dir, Path(staging), repo_id=repo_id, license=license)
         message = f"Upload {best.folder.name} ({best.metric} = {best.value:.4g})"
-        commit = upload_staged(Path(staging), repo_id, private=private, commit_message=message, api=api)
+        try:
+            commit = upload_staged(Path(staging), repo_id, private=private, commit_message=message, api=api)
+        except Exception as error:  # network, HTTP, auth, offline mode: one line, never the token
+            raise PublishUploadError.from_error(repo_id, error) from error
     return PublishResult(best, files, commit_url=str(commit.commit_url), commit_oid=commit.oid)
 
 

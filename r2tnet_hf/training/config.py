@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FmriInputError
-from ..utils import atomic_write_text
+from ..utils import OneLineArgumentParser, atomic_write_text
 
 TASKS = ("pretrain", "finetune")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -287,7 +287,7 @@ def load_run_config(yaml_path: str | os.PathLike | None = None, overrides: dict 
 
 def build_argument_parser(description: str) -> argparse.ArgumentParser:
     """`--config FILE` plus one snake_case flag per `RunConfig` field, each with its help and default."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="YAML run config; flags override its keys")
     for f in dataclasses.fields(RunConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

@@ -851,7 +851,8 @@ def _ridge_probe(config: RunConfig, accelerator, model, shards: ShardFolder, spl
     _save_run_record(config, "finetune", accelerator, {"backbone_model_type": model.config.backbone_config.model_type})
     device = accelerator.device
     model.to(device).eval()
-    metrics = fit_ridge_probe(model, shards, splits, config.target, config.modality, device)
+    progress = config.progress and accelerator.is_main_process
+    metrics = fit_ridge_probe(model, shards, splits, config.target, config.modality, device, progress)
     metric, greater = config.metric_and_direction("finetune")
     MetricsLog(accelerator, output).log(metrics, 0)
     if accelerator.is_main_process:

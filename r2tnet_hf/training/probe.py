@@ -19,13 +19,19 @@ from .metrics import phenotype_metrics
 from .validation import encode_rows, phenotype_targets, select_rows
 
 
-def fit_ridge_probe(model, shards, splits: dict, targets: list[str], modality: str, device) -> dict:
+def fit_ridge_probe(
+    model, shards, splits: dict, targets: list[str], modality: str, device, progress: bool = False
+) -> dict:
     """Set `model.classifier` (an `R2TNetForPhenotypePrediction`) to the validated ridge solution; returns the
     validation metrics of the fitted model plus the chosen alpha of each target (`val_ridge_alpha`)."""
     rows = {name: select_rows(shards, splits[name], modality) for name in ("train", "validation")}
     # the head reads the signature × √signature_dim (R2TNetForPhenotypePrediction.forward)
     scale = math.sqrt(model.config.signature_dim)
-    features = {name: encode_rows(model.r2tnet, shards, r, device) * scale for name, r in rows.items()}
+    features = {
+        name: encode_rows(model.r2tnet, shards, r, device, progress=f"signatures ({name})" if progress else None)
+        * scale
+        for name, r in rows.items()
+    }
     values = {name: phenotype_targets(shards, r, targets) for name, r in rows.items()}
     weights, biases, alphas = [], [], []
     for column, target in enumerate(targets):

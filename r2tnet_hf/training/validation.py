@@ -5,6 +5,8 @@ the results, never dropped silently.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -39,11 +41,30 @@ def row_batches(shards: ShardFolder, rows: list[int], device, batch_size: int = 
 
 
 @torch.no_grad()
-def encode_rows(model, shards: ShardFolder, rows: list[int], device, batch_size: int = 8, output: str = "signature"):
-    """`output` (e.g. the signature, or logits) of whole rows, as numpy, in the order of `rows`."""
+def encode_rows(
+    model,
+    shards: ShardFolder,
+    rows: list[int],
+    device,
+    batch_size: int = 8,
+    output: str = "signature",
+    progress: str | None = None,
+):
+    """`output` (e.g. the signature, or logits) of whole rows, as numpy, in the order of `rows`; `progress` names a
+    progress bar over the batches (none by default)."""
+    from tqdm.auto import tqdm
+
     was_training = model.training
     model.eval()
-    results = [getattr(model(**inputs), output).float().cpu().numpy() for inputs in row_batches(shards, rows, device)]
+    batches = tqdm(
+        row_batches(shards, rows, device, batch_size),
+        desc=progress,
+        total=math.ceil(len(rows) / batch_size),
+        unit="batch",
+        disable=progress is None,
+        leave=False,
+    )
+    results = [getattr(model(**inputs), output).float().cpu().numpy() for inputs in batches]
     model.train(was_training)
     return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
 

@@ -160,9 +160,9 @@ def test_commands_take_a_repo_id_and_push_with_card_is_one_commit(hub, finetune_
 def test_a_rejected_token_is_one_line_and_never_printed(hub, pretrain_run, monkeypatch, capsys):
     wrong = "hf_wrongToken_ABCDEFGHIJKLMNOP"
     monkeypatch.setenv("HF_TOKEN", wrong)
-    assert main(["publish", str(pretrain_run), "--repo-id", "lab/denied"]) == 1
+    assert main(["publish", str(pretrain_run), "--repo-id", "lab/denied"]) == 2
     captured = capsys.readouterr()
-    assert "401" in captured.err and captured.err.count("\n") == 1
+    assert "401" in captured.err and captured.err.count("\n") == 1 and "hf auth login" in captured.err
     assert wrong not in captured.out + captured.err and TOKEN not in captured.out + captured.err
     assert "lab/denied" not in hub.repos
 
@@ -200,3 +200,21 @@ def test_a_run_trained_by_the_loop_publishes_and_loads_by_repo_id(hub, tmp_path,
     assert np.array_equal(np.asarray(loaded["signature"], dtype=np.float32), expected.signature.numpy())
     shown = {(split, metric): value for split, metric, value in loaded["eval_results"]}
     assert shown[("validation", "fingerprint_rank1")] == recorded["value"]
+
+
+def test_an_unreachable_hub_is_one_line_with_exit_2(hub, pretrain_run, monkeypatch, capsys):
+    """No server at the endpoint (a network failure, not an HTTP status): one line naming the repo and the fix."""
+    dead = "http://127.0.0.1:9"  # the discard port: nothing listens
+    monkeypatch.setattr(constants, "ENDPOINT", dead)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", dead + "/{repo_id}/resolve/{revision}/{filename}")
+    assert main(["publish", str(pretrain_run), "--repo-id", "lab/unreachable"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("r2tnet publish: error: upload to lab/unreachable failed: ") and err.count("\n") == 1
+    assert "Traceback" not in err and "--dry-run" in err
+
+
+def test_offline_mode_is_one_line_with_the_fix(hub, pretrain_run, monkeypatch, capsys):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert main(["publish", str(pretrain_run), "--repo-id", "lab/offline"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "HF_HUB_OFFLINE" in err

@@ -41,6 +41,18 @@ def test_mismatched_metrics_are_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_refused_candidates_are_named_by_their_folder(tmp_path, capsys):
+    """Two runs' best/ folders under one folder (as the demo writes them): the message says which is which."""
+    run = tmp_path / "demo"
+    add_candidate(run / "runs" / "task", "best", "val_fingerprint_rank1", 0.9)
+    add_candidate(run / "runs" / "phenotype", "best", "val_mae", 0.4, greater_is_better=False)
+    capsys.readouterr()  # the progress bars of saving them
+    assert main(["publish", str(run), "--repo-id", "x/y", "--dry-run", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "runs/phenotype/best/ records val_mae" in err and "runs/task/best/ records val_fingerprint_rank1" in err
+    assert "r2tnet publish RUN_DIR/<folder>" in err and err.count("\n") == 1
+
+
 def test_run_without_candidates_is_refused(tmp_path, capsys):
     (tmp_path / "run" / "checkpoints" / "step_000100").mkdir(parents=True)
     assert main(["publish", str(tmp_path / "run"), "--repo-id", "x/y", "--dry-run", str(tmp_path / "out")]) == 2
