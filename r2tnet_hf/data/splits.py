@@ -237,7 +237,10 @@ def _named_splits(path: Path, splits: dict) -> dict:
     missing = [name for name in SPLIT_NAMES if name not in named]
     if missing:
         raise FmriInputError.for_source(
-            path, expected=SPLITS_FILE_FORMAT, found=f"no {' or '.join(missing)} split (keys {sorted(splits)})"
+            path,
+            expected=SPLITS_FILE_FORMAT,
+            found=f"no {' or '.join(missing)} split (keys {sorted(splits)})",
+            hint=f'write an empty list for a split you do not use, e.g. "{missing[0]}": []',
         )
     return {name: named[name] for name in SPLIT_NAMES}
 
