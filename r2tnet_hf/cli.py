@@ -197,14 +197,20 @@ def run_fingerprint(args: argparse.Namespace) -> int:
 def run_split(args: argparse.Namespace) -> int:
     """Split a manifest's subjects into train/validation/test and save the lists."""
     from .data.manifest import read_manifest
-    from .data.splits import save_splits, splits_from_manifest
+    from .data.splits import make_splits, manifest_groups, save_splits, ungrouped_note
 
     fractions = tuple(args.fractions)
     if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         print(f"r2tnet split: error: --fractions must be >= 0 and sum to 1, got {args.fractions}", file=sys.stderr)
         return 2
     manifest = read_manifest(args.manifest)
-    splits = splits_from_manifest(manifest, args.group_column, fractions, args.seed)
+    groups = manifest_groups(manifest, args.group_column) if args.group_column else None
+    note = ungrouped_note(groups, args.group_column)
+    if note:
+        print(note)
+    splits = make_splits(
+        manifest.subjects, groups, fractions, args.seed, source=manifest.source, group_column=args.group_column
+    )
     save_splits(splits, args.out, seed=args.seed)
     scans = {name: sum(r.subject in set(subjects) for r in manifest.records) for name, subjects in splits.items()}
     counts = ", ".join(f"{name} {len(subjects)} subjects / {scans[name]} scans" for name, subjects in splits.items())
@@ -476,7 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Assign whole subjects (or whole groups, e.g. families, with --group-column) to train, validation and test, "
             "deterministically from --seed, and save the lists as JSON. Scans are never split from their subject, and "
-            "overlapping splits are refused when saved or loaded."
+            "overlapping splits are refused when saved or loaded. A subject with no --group-column value (empty, n/a, "
+            "NaN) is a group of its own, and a note names such subjects. A split with a fraction above 0 that would "
+            "be empty (too few subjects, or a grouping column with too few values, such as sex) is refused with exit "
+            "status 2: group by a column with many values that identifies families or sites."
         ),
     )
     split.add_argument("manifest", help="manifest .tsv/.csv")

@@ -30,7 +30,10 @@ class RunConfig:
     output_dir: str = field(default="runs/run", metadata={"help": "run folder (checkpoints/, best/, logs)"})
     splits: str | None = field(
         default=None,
-        metadata={"help": "splits JSON (`r2tnet split`); default: made from the shards' subjects and saved"},
+        metadata={
+            "help": 'splits JSON (`r2tnet split`, a run\'s splits.json, or a plain {"train": [...], "validation": '
+            '[...], "test": [...]}); default: made from the shards\' subjects and saved'
+        },
     )
     validation_fraction: float = field(default=0.15, metadata={"help": "subjects held out for validation"})
     test_fraction: float = field(default=0.15, metadata={"help": "subjects held out for the final test"})

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..data.pairs import PairSampler
-from ..data.splits import load_splits, make_splits, save_splits
+from ..data.splits import group_value, load_splits, make_splits, save_splits, ungrouped_note
 from ..data.streaming import FmriStream, ShardFolder, collate_fmri
 from ..errors import FmriInputError
 from ..utils import atomic_write_text
@@ -77,24 +77,14 @@ def resolve_splits(config: RunConfig, shards: ShardFolder, accelerator) -> dict[
     """The run's subject splits: the given file, or made from the shards' subjects (and saved in the run folder)."""
     output = Path(config.output_dir)
     if config.splits:
-        splits = load_splits(config.splits)
+        splits = load_splits(config.splits, subjects=shards.subject_ids)
     else:
-        groups = None
-        if config.group_column:
-            if config.group_column not in shards.phenotype_columns:
-                raise FmriInputError.for_source(
-                    config.data, expected=f"a {config.group_column!r} column", found=f"{shards.phenotype_columns}"
-                )
-            groups = dict(zip(shards.metadata["subject"], map(str, shards.metadata[config.group_column])))
-        train = 1.0 - config.validation_fraction - config.test_fraction
+        groups = shard_groups(config, shards, accelerator) if config.group_column else None
+        held_out = (config.validation_fraction, config.test_fraction)
         splits = make_splits(
-            sorted(shards.subject_ids), groups, (train, config.validation_fraction, config.test_fraction), config.seed
-        )
-    unknown = sorted({s for names in splits.values() for s in names} - set(shards.subject_ids))
-    if unknown:
-        raise FmriInputError.for_source(
-            config.splits or config.data, expected="splits of the shards' subjects", found=f"unknown {unknown[:5]}"
-        )
+            sorted(shards.subject_ids), groups, (1.0 - sum(held_out), *held_out), config.seed, source=config.data,
+            group_column=config.group_column,
+        )  # fmt: skip
     if accelerator.is_main_process:
         save_splits(splits, output / "splits.json", seed=config.seed)
     return splits
@@ -106,6 +96,19 @@ def open_shards(config: RunConfig) -> ShardFolder:
     shards = ShardFolder(config.data)
     shards.processor.window_length = config.window_length
     return shards
+
+
+def shard_groups(config: RunConfig, shards: ShardFolder, accelerator) -> dict[str, str | None]:
+    """Each subject's `group_column` value in the shards (`None` where missing: that subject is its own group)."""
+    if config.group_column not in shards.phenotype_columns:
+        raise FmriInputError.for_source(
+            config.data, expected=f"a {config.group_column!r} column", found=f"{shards.phenotype_columns}"
+        )
+    groups = dict(zip(shards.metadata["subject"], map(group_value, shards.metadata[config.group_column])))
+    note = ungrouped_note(groups, config.group_column)
+    if note and accelerator.is_main_process:
+        logger.warning(note)
+    return groups
 
 
 def build_backbone_config(config: RunConfig, processor):

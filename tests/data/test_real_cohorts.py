@@ -46,16 +46,19 @@ def test_the_cohort_writes_a_manifest_of_runs_as_sessions(connattractor, tmp_pat
 
 def test_a_plain_splits_file_is_read_and_bad_ones_are_one_line(tmp_path):
     plain = tmp_path / "plain.json"
-    plain.write_text(json.dumps({"train": ["a", "b"], "validation": ["c"], "test": [4]}))
+    plain.write_text(json.dumps({"train": ["a", "b"], "validation": ["c"], "test": ["4"]}))
     assert load_splits(plain) == {"train": ["a", "b"], "validation": ["c"], "test": ["4"]}
     saved = tmp_path / "saved.json"
-    saved.write_text(json.dumps({"seed": 0, "splits": {"train": ["a"], "test": ["b"]}}))
+    saved.write_text(json.dumps({"seed": 0, "splits": {"train": ["a"], "validation": [], "test": ["b"]}}))
     assert load_splits(saved) == {"train": ["a"], "validation": [], "test": ["b"]}
+    every = {"train": ["a"], "validation": [], "test": []}
     for content, message in (
-        ({"train": ["a"], "validation": ["a"]}, "share 1 subjects"),
-        ({"training": ["a"]}, "lists of subjects under"),
-        ({"train": "a"}, "each a list"),
-        ([1, 2], "lists of subjects under"),
+        ({**every, "validation": ["a"]}, "share 1 subjects"),
+        ({**every, "training": ["a"]}, "only the keys train, validation, test"),
+        ({**every, "train": "a"}, "to be a list of subject names"),
+        ([1, 2], "found a JSON array"),
+        ({"train": ["a"], "test": ["b"]}, 'no validation split .* "validation": \\[\\]'),  # missing: not silently empty
+        ({**every, "test": [4]}, "subject names as strings"),  # numbers: quoted as in the manifest, never guessed
     ):
         plain.write_text(json.dumps(content))
         with pytest.raises(FmriInputError, match=message) as error:

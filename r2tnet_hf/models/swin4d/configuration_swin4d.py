@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
@@ -22,6 +23,15 @@ SWIFT_OPTIONS = dict(
 )
 # SwiFT `SwinTransformer4D` arguments that do not change what the model computes in eval mode.
 SWIFT_IGNORED_ARGUMENTS = ("drop_path_rate", "use_checkpoint", "to_float", "num_classes")
+# The list fields: what one entry is, and an example.
+SWIN4D_LIST_FIELDS = {
+    "image_size": ("voxels per axis (H, W, D)", "[96, 96, 96]"),
+    "patch_size": ("voxels or frames per axis (H, W, D, T)", "[6, 6, 6, 1]"),
+    "window_size": ("tokens per axis (H, W, D, T)", "[4, 4, 4, 4]"),
+    "first_window_size": ("tokens per axis (H, W, D, T)", "[2, 2, 2, 2]"),
+    "depths": ("blocks per stage", "[2, 2, 6, 2]"),
+    "num_heads": ("attention heads per stage", "[3, 6, 12, 24]"),
+}
 
 
 @strict
@@ -99,8 +109,12 @@ class Swin4DConfig(PreTrainedConfig):
             padding rule of [`Swin4DModel`]); *SwiFT* `"attended_zeros"`, in every block they are zeros after the first
             layer norm and real tokens attend to them, and they are cropped after the stage.
 
-    `hidden_size` (the pooled feature size) is derived: `embed_dim * channel_multiplier ** (len(depths) - 1)`, 288 by
-    default.
+    As in transformers' `SwinConfig`, the size is set per stage (`embed_dim`, `depths`, `num_heads`), and the
+    transformers-standard names are derived: `hidden_size` (the pooled feature size, read by [`R2TNetConfig`]) is
+    `embed_dim * channel_multiplier ** (len(depths) - 1)`, 288 by default; `num_hidden_layers` is the number of stages,
+    `len(depths)`; `num_attention_heads` is `num_heads`, a list. Passing `hidden_size` or `num_hidden_layers` that
+    disagree with those, or an int where a list is expected, raises a one-line `ValueError` saying what to set, e.g.
+    `Swin4DConfig(embed_dim=12, depths=[2, 2], num_heads=[3, 6])` for `hidden_size` 24 over two stages.
 
     Example:
         >>> from r2tnet_hf import Swin4DConfig, Swin4DModel
@@ -140,21 +154,47 @@ class Swin4DConfig(PreTrainedConfig):
     window_padding: str = "masked"
 
     def __post_init__(self, **kwargs):
-        self.image_size = list(self.image_size)
-        self.patch_size = list(self.patch_size)
-        self.window_size = list(self.window_size)
-        self.depths = list(self.depths)
-        self.num_heads = list(self.num_heads)
-        if self.first_window_size is not None:
-            self.first_window_size = list(self.first_window_size)
+        if "num_attention_heads" in kwargs:  # transformers' name for num_heads (attribute_map)
+            self.num_heads = kwargs.pop("num_attention_heads")
+            named = {"num_heads": "num_attention_heads (Swin4DConfig.num_heads)"}
+        else:
+            named = {}
+        for name in SWIN4D_LIST_FIELDS:
+            if name != "first_window_size" or self.first_window_size is not None:  # the one optional list
+                setattr(self, name, _int_list(named.get(name, f"Swin4DConfig.{name}"), name, getattr(self, name)))
         if self.shifted_window_mask_value is not None:
             self.shifted_window_mask_value = float(self.shifted_window_mask_value)
         self.num_layers = len(self.depths)
         # The pooled feature size, read by R2TNetConfig (as transformers' SwinConfig derives it).
         self.hidden_size = int(self.embed_dim * self.channel_multiplier ** (len(self.depths) - 1))
-        kwargs.pop("hidden_size", None)
-        kwargs.pop("num_layers", None)
+        hidden_size, num_layers = kwargs.pop("hidden_size", None), kwargs.pop("num_hidden_layers", None)
+        # A saved config (`to_dict`) holds the derived `hidden_size` and `num_layers`: recomputed, as they may be stale
+        # after an attribute was set; only values a caller passes are checked.
+        if kwargs.pop("num_layers", None) is None:
+            self._check_derived(hidden_size, num_layers)
         super().__post_init__(**kwargs)
+
+    def _check_derived(self, hidden_size, num_layers) -> None:
+        """`hidden_size` and `num_hidden_layers` follow from the per-stage fields, as in transformers' SwinConfig: given,
+        they must agree with them."""
+        stages, growth = len(self.depths), self.channel_multiplier ** (len(self.depths) - 1)
+        if num_layers is not None and num_layers != stages:
+            count = num_layers if isinstance(num_layers, int) and num_layers > 0 else 2
+            raise ValueError(
+                f"Swin4DConfig.num_hidden_layers is the number of stages, len(depths) = {stages}, got {num_layers!r}: "
+                f"set depths and num_heads, one int per stage, e.g. depths={[2] * count}, "
+                f"num_heads={[3 * 2**stage for stage in range(count)]}"
+            )
+        if hidden_size is not None and hidden_size != self.hidden_size:
+            how = (
+                f"embed_dim={hidden_size // growth} gives it with {stages} stages"
+                if isinstance(hidden_size, int) and hidden_size % growth == 0
+                else f"it is embed_dim * {growth} with {stages} stages"
+            )
+            raise ValueError(
+                f"Swin4DConfig.hidden_size is derived, embed_dim * channel_multiplier ** (len(depths) - 1) = "
+                f"{self.hidden_size}, got {hidden_size!r}: set embed_dim instead ({how})"
+            )
 
     def validate_architecture(self):
         super().validate_architecture()
@@ -243,6 +283,17 @@ class Swin4DConfig(PreTrainedConfig):
             raise ValueError(f"SwiFT arguments not known: {sorted(arguments)}")
         values.update(overrides)
         return cls(**values)
+
+
+def _int_list(label: str, name: str, value) -> list[int]:
+    """`value` as a list of ints, or a one-line ValueError naming the field, what one entry is and an example."""
+    entries = list(value) if isinstance(value, (list, tuple)) else None
+    if entries is None or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in entries):
+        meaning, example = SWIN4D_LIST_FIELDS[name]
+        raise ValueError(
+            f"{label} expects a list of ints ({meaning}), e.g. {name}={example}; got {value!r} ({type(value).__name__})"
+        )
+    return [int(v) for v in entries]
 
 
 __all__ = ["SWIFT_OPTIONS", "Swin4DConfig"]

@@ -212,3 +212,37 @@ def test_nibabel_example4d_through_the_processor_into_swin4d():
     assert output.pooler_output.shape == (1, 32)
     assert torch.isfinite(output.pooler_output).all()
     assert FmriProcessor.from_model_config(config).input_type == "volume"
+
+
+def test_transformers_standard_names_are_derived_or_refused_in_one_line():
+    # as transformers' SwinConfig: set per stage; hidden_size and num_hidden_layers follow, num_attention_heads is num_heads
+    config = Swin4DConfig(embed_dim=12, depths=[2, 2], num_attention_heads=[3, 6], hidden_size=24, num_hidden_layers=2)
+    assert config.num_heads == [3, 6] and config.num_attention_heads == [3, 6]
+    assert config.hidden_size == 24 and config.num_hidden_layers == 2
+    refusals = [
+        (dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=3), "num_attention_heads (Swin4DConfig.num_heads)"
+         " expects a list of ints (attention heads per stage), e.g. num_heads=[3, 6, 12, 24]; got 3 (int)"),
+        (dict(num_heads=3), "Swin4DConfig.num_heads expects a list of ints"),
+        (dict(depths=[2, "2"]), "Swin4DConfig.depths expects a list of ints (blocks per stage), e.g. depths=[2, 2, 6, 2]"),
+        (dict(depths=[2, 2.0]), "got [2, 2.0] (list)"),
+        (dict(window_size=4), "Swin4DConfig.window_size expects a list of ints (tokens per axis (H, W, D, T))"),
+        (dict(image_size=None), "Swin4DConfig.image_size expects a list of ints"),
+        (dict(hidden_size=24), "hidden_size is derived, embed_dim * channel_multiplier ** (len(depths) - 1) = 288, "
+         "got 24: set embed_dim instead (embed_dim=3 gives it with 4 stages)"),
+        (dict(num_hidden_layers=2), "num_hidden_layers is the number of stages, len(depths) = 4, got 2: set depths and "
+         "num_heads, one int per stage, e.g. depths=[2, 2], num_heads=[3, 6]"),
+    ]  # fmt: skip
+    for arguments, message in refusals:
+        with pytest.raises(ValueError) as error:
+            Swin4DConfig(**arguments)
+        assert type(error.value) is ValueError and message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_saved_config_recomputes_what_is_derived(tmp_path):
+    config = Swin4DConfig(embed_dim=12, depths=[2, 2], num_heads=[3, 6])
+    config.save_pretrained(tmp_path)
+    assert Swin4DConfig.from_pretrained(tmp_path).hidden_size == 24
+    grown = Swin4DConfig.from_pretrained(tmp_path, depths=[2, 2, 2], num_heads=[3, 6, 12])  # set after __init__
+    grown.save_pretrained(tmp_path)  # its stale hidden_size 24 is written beside depths of 3 stages
+    reloaded = Swin4DConfig.from_pretrained(tmp_path)
+    assert reloaded.hidden_size == 48 and reloaded.num_hidden_layers == 3
