@@ -242,8 +242,8 @@ def demo_card(final: Path, task_run: Path, summary: dict, splits: dict):
             "Synthetic rest and task (simulated people)",
             summary["synthetic_fingerprint"],
             "Simulated people, not real fMRI: the synthetic cohort of `r2tnet_hf.demo.COHORT`, whose figures say how "
-            f"the methods behave on this generator, nothing about brains. Scored with {same_recipe}, "
-            f"{_trained_on(splits['synthetic'])}.",
+            f"the methods behave on this generator, nothing about brains. Scored with {same_recipe} and rest–task "
+            f"positive pairs, {_trained_on(splits['synthetic'])}.",
             notes=[_sentence(probe_line(summary["phenotype_test"], summary["settings"]["labelled"]))],
         ),
     ]
