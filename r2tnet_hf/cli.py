@@ -357,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="r2tnet",
         description="fMRI foundation models on the Hugging Face Hub: R2T-Net brain signatures and MnemoDyn.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     manifest = commands.add_parser(

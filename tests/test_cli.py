@@ -61,6 +61,11 @@ def test_demo_runs_every_stage_quickly(tmp_path, capsys):
     text = (output / "best" / "README.md").read_text()
     card = check_card_offline(text)
     assert card["library_name"] == "r2tnet-hf" and "strongest classical baseline" in text
+    # every cohort held out, the training data, and what the input must be (the demo records no atlas)
+    for cohort in ("Real task fMRI (connattractor)", "Real resting-state fMRI (HCP", "Synthetic rest and task"):
+        assert f"### {cohort}" in text
+    assert "| people | 16: 6 training, 2 validation (they chose the checkpoint), 8 test (never trained on) |" in text
+    assert "119 ROI series whose parcellation is not recorded" in text and "atlas above" not in text
     for cohort in ("task", "hcp", "synthetic"):
         assert sorted(p.name for p in (output / "fingerprint" / cohort).iterdir()) == [
             "fingerprint.json", "similarity.png", "similarity_baseline.png",

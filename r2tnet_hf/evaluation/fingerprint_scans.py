@@ -291,7 +291,7 @@ def run_fingerprint_evaluation(
         signature_dim=int(whole.shape[1]),
         fc_features=int(fc_features(test.series[:1]).shape[1]),
     )
-    _plots(whole, test, whole_baseline, Path(output_dir))
+    similarity_plots(whole, test, whole_baseline, Path(output_dir), pairing, held_out=splits is not None)
     atomic_write_text(Path(output_dir) / "fingerprint.json", json.dumps(_json_ready(report), indent=2) + "\n")
     return report
 
@@ -313,35 +313,92 @@ def _add_icc(report: dict, signatures: np.ndarray, fc: np.ndarray, test: ScanSet
         report[f"{key}_icc_mean"], report[f"{key}_icc_median"] = values["mean"], values["median"]
 
 
-def _plots(signatures, test: ScanSet, baseline, output: Path) -> None:
-    """Full-length similarity between the first two sessions, model and strongest baseline (`(name, fitted)`; raw
-    FC when `None`, without splits), on one colour scale."""
+def _side_name(side: str, pairing: str) -> str:
+    """How a plot names one side of the comparison: `rest scans`, or `session run-01`."""
+    return f"{side} scans" if pairing == "modality" else f"session {side}"
+
+
+def similarity_plots(signatures, test: ScanSet, baseline, output: Path, pairing: str, held_out: bool) -> dict:
+    """Write the full-length similarity between the first two sides, model (`similarity.png`) and baseline
+    (`similarity_baseline.png`), on one colour scale; return the figures by file name.
+
+    `baseline` is the strongest baseline as `(name, fitted)`, or `None` (without splits) for raw FC. `held_out` says
+    whether the scored subjects are test subjects never trained on.
+    """
     first, second = sorted(set(test.sessions))[:2]
     rows_a = [i for i, v in enumerate(test.sessions) if v == first]
     rows_b = [i for i, v in enumerate(test.sessions) if v == second]
     if baseline is not None:
         strongest, fitted = baseline
-        baseline_features, baseline_name = fitted.transform(test), f"strongest baseline ({strongest})"
+        baseline_features = fitted.transform(test)
+        baseline_title = f"Strongest baseline: {strongest} FC (fitted on training subjects)"
+        baseline_colours = f"Pearson r between the two scans' {strongest} FC"
     else:
-        baseline_features, baseline_name = fc_features(test.series), "raw FC (Finn 2015)"
+        baseline_features = fc_features(test.series)
+        baseline_title, baseline_colours = "Raw FC (Finn et al. 2015)", "Pearson r between the two scans' raw FC"
     matrices = {
-        "similarity.png": (similarity_matrix(signatures[rows_a], signatures[rows_b]), "model signatures"),
+        "similarity.png": (
+            similarity_matrix(signatures[rows_a], signatures[rows_b]),
+            "R2T-Net signatures",
+            "Pearson r between the two scans' signatures",
+        ),
         "similarity_baseline.png": (
             similarity_matrix(baseline_features[rows_a], baseline_features[rows_b]),
-            baseline_name,
+            baseline_title,
+            baseline_colours,
         ),
     }
-    limits = (min(m.min() for m, _ in matrices.values()), max(m.max() for m, _ in matrices.values()))
-    for name, (matrix, title) in matrices.items():
-        plot_similarity(
+    limits = (min(m.min() for m, *_ in matrices.values()), max(m.max() for m, *_ in matrices.values()))
+    sides = (_side_name(first, pairing), _side_name(second, pairing))
+    who = f"{len(set(test.subjects))} {'held-out ' if held_out else ''}subjects"
+    return {
+        name: plot_similarity(
             matrix,
             [test.subjects[i] for i in rows_a],
             output / name,
             column_labels=[test.subjects[i] for i in rows_b],
-            title=f"{title}: {first} vs {second}",
-            axis_labels=(f"subject ({first})", f"subject ({second})"),
+            title=f"{title}\nsimilarity, {sides[0]} vs {sides[1]}, {who}",
+            axis_labels=(f"subjects, {sides[0]}", f"subjects, {sides[1]}"),
             limits=limits,
+            colorbar_label=colours,
         )
+        for name, (matrix, title, colours) in matrices.items()
+    }
+
+
+def length_label(name: str) -> str:
+    """A scored length as a report names it (`"full"`, `"50"`) in words: `whole scans`, `50-frame segments`."""
+    return "whole scans" if name == "full" else f"{name}-frame segments"
+
+
+def rank1_text(found: dict) -> str:
+    """A Rank-1 summary as printed: `0.917 ± 0.093` (mean ± std over session pairs)."""
+    return f"{found['rank1']:.3f} ± {found['rank1_std']:.3f}"
+
+
+def comparison_rows(report: dict) -> list[dict]:
+    """The model beside the baselines, one row per scored length of a report made with splits.
+
+    Each row: `label` (`length_label`), `model`, `strongest` (the name of the baseline chosen on validation) and its
+    summary `baseline`, `raw` (raw FC), and `hindsight` (the best baseline on the scored subjects, by name) with its
+    summary `hindsight_baseline` when it is not the strongest, else both `None`.
+    """
+    rows = []
+    for name, entry in report["lengths"].items():
+        strongest, best = entry["strongest"], entry.get("best_on_test")
+        hindsight = best if best and best != strongest else None
+        rows.append(
+            {
+                "label": length_label(name),
+                "model": entry["model"],
+                "strongest": strongest,
+                "baseline": entry["baselines"][strongest],
+                "raw": entry["baselines"]["raw"],
+                "hindsight": hindsight,
+                "hindsight_baseline": entry["baselines"][hindsight] if hindsight else None,
+            }
+        )
+    return rows
 
 
 def _json_ready(value):
@@ -368,8 +425,7 @@ def format_report(report: dict) -> str:
     if not splits:
         lines.append("  (no --splits: the fitted baselines need training subjects, so only raw FC is shown)")
     for name, entry in report["lengths"].items():
-        label = "whole scans" if name == "full" else f"{name}-frame segments"
-        lines.append(f"  {label}:")
+        lines.append(f"  {length_label(name)}:")
         rows = [("model", entry["model"])]
         if entry["strongest"]:
             rows.append((f"strongest baseline: {entry['strongest']}", entry["baselines"][entry["strongest"]]))

@@ -18,11 +18,15 @@ import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import FmriInputError
 from ..utils import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def functional_connectivity(series: np.ndarray) -> np.ndarray:
@@ -416,10 +420,12 @@ def plot_similarity(
     path: str | os.PathLike,
     column_labels: Sequence | None = None,
     title: str = "cross-session similarity (Pearson r)",
-    axis_labels: tuple[str, str] = ("subject, first session", "subject, second session"),
+    axis_labels: tuple[str, str] = ("subjects, first session", "subjects, second session"),
     limits: tuple[float, float] | None = None,
-) -> None:
-    """Write the similarity matrix as a PNG heat map, atomically (matplotlib's Agg canvas; no display needed).
+    colorbar_label: str = "Pearson r between the two scans' features",
+) -> Figure:
+    """Write the similarity matrix as a PNG heat map, atomically (matplotlib's Agg canvas; no display needed), and
+    return the matplotlib `Figure`.
 
     Args:
         similarity (`np.ndarray` `(n, m)`): e.g. `identification(...)["similarity"]`.
@@ -428,6 +434,7 @@ def plot_similarity(
         path: the PNG to write.
         axis_labels: what the rows and the columns are.
         limits: the colour scale `(low, high)`; give two plots the same limits to compare them.
+        colorbar_label: what the colours are.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -438,19 +445,20 @@ def plot_similarity(
         raise ValueError(
             f"similarity {similarity.shape} does not match {len(labels)} row and {len(column_labels)} column labels"
         )
-    size = min(12.0, 3.0 + 0.25 * max(similarity.shape))
+    size = min(12.0, max(5.0, 3.0 + 0.25 * max(similarity.shape)))  # room for a two-line title
     figure = Figure(figsize=(size + 1.0, size))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     low, high = limits if limits is not None else (None, None)
     image = axes.imshow(similarity, cmap="viridis", aspect="auto", interpolation="nearest", vmin=low, vmax=high)
-    figure.colorbar(image, ax=axes, label="Pearson r between the two scans' features")
+    figure.colorbar(image, ax=axes, label=colorbar_label)
     if max(similarity.shape) <= 60:  # tick labels stay readable
         axes.set_yticks(range(len(labels)), [str(label) for label in labels], fontsize=7)
         axes.set_xticks(range(len(column_labels)), [str(label) for label in column_labels], fontsize=7, rotation=90)
     axes.set_ylabel(axis_labels[0])
     axes.set_xlabel(axis_labels[1])
-    axes.set_title(title)
+    axes.set_title(title, fontsize=10)
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=100)
+    return figure

@@ -1,9 +1,10 @@
-"""Model cards for r2tnet_hf models, rendered from the Jinja template that ships in `r2tnet_hf/model_cards/`.
+"""Model cards for r2tnet_hf models, rendered from the Jinja template in the repository's top-level `model_cards/`
+folder, which ships inside the package as `r2tnet_hf.model_cards` (package data, read with `importlib.resources`).
 
 `build_model_card(model, processor, run=...)` fills `huggingface_hub.ModelCardData` (library, license, tags, datasets,
 base model, `model-index` eval results) and renders the template with `ModelCard.from_template`. A field that is not
-known is left out of the card, never filled with a placeholder. `check_card_offline(card)` is the offline stand-in for
-`ModelCard.validate()` (which needs the Hub).
+known is left out of the card, never filled with a placeholder; a run without held-out test figures says so.
+`check_card_offline(card)` is the offline stand-in for `ModelCard.validate()` (which needs the Hub).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from ..errors import FmriInputError
+from ..evaluation.fingerprint_scans import comparison_rows, rank1_text
 
 LIBRARY_NAME = "r2tnet-hf"
 DEFAULT_LICENSE = "apache-2.0"
+TEMPLATE_PACKAGE = "r2tnet_hf.model_cards"
 TEMPLATE_NAME = "r2tnet_model_card.md"
 SPLIT_PREFIXES = {"val_": "validation", "eval_": "validation", "test_": "test"}
 
@@ -51,11 +54,13 @@ class RunRecord:
     config: dict = field(default_factory=dict)
     eval_results: dict = field(default_factory=dict)
     test_results: dict = field(default_factory=dict)
+    splits: dict = field(default_factory=dict)
     source: Path | None = None
 
     @classmethod
     def from_run_dir(cls, run_dir: str | os.PathLike | None, candidate: str | os.PathLike | None = None) -> RunRecord:
-        """Read `run_config.yaml`, `<candidate>/eval_results.json` and `test_results.json` of a run folder."""
+        """Read `run_config.yaml`, `<candidate>/eval_results.json`, `test_results.json` and `splits.json` of a run
+        folder."""
         if run_dir is None:
             return cls()
         run_dir = Path(run_dir)
@@ -65,8 +70,49 @@ class RunRecord:
             config=config,
             eval_results=read_json(candidate / "eval_results.json"),
             test_results=read_json(run_dir / "test_results.json"),
+            splits=read_splits(run_dir / "splits.json"),
             source=run_dir,
         )
+
+
+@dataclass
+class TrainingData:
+    """Who a model was trained on, as its card states it; what is not known stays `None` and off the card.
+
+    Args:
+        name (`str`, *optional*): the dataset's name (the run's `dataset_name`, else its shards folder's name).
+        simulated (`bool`, *optional*): `True` for simulated people (synthetic data), `False` for real fMRI.
+        description (`str`, *optional*): what the data are, in a sentence.
+        subjects (`dict[str, int]`): people per split (`train`, `validation`, `test`).
+    """
+
+    name: str | None = None
+    simulated: bool | None = None
+    description: str | None = None
+    subjects: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_run(cls, run: RunRecord) -> TrainingData:
+        """The dataset's name and the people per split that a run folder records."""
+        return cls(name=_dataset(run), subjects={split: len(names) for split, names in run.splits.items()})
+
+
+@dataclass
+class HeldOutCohort:
+    """One cohort's identification of test subjects never trained on, beside the baselines, for the Evaluation section.
+
+    Args:
+        title (`str`): the cohort in words, e.g. `"Real task fMRI (connattractor)"`.
+        report (`dict`): what `r2tnet_hf.evaluation.fingerprint_scans.run_fingerprint_evaluation` returned for it,
+            with splits (so that the strongest baseline was fitted on training subjects and chosen on validation).
+        about (`str`): whether the people are real or simulated, and which model was scored.
+        notes (`list[str]`): further lines, e.g. a phenotype probe on the same test subjects.
+    """
+
+    title: str
+    report: dict
+    about: str
+    notes: list = field(default_factory=list)
 
 
 def read_yaml(path: Path) -> dict:
@@ -89,9 +135,22 @@ def read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def template_text() -> str:
-    """The card template, read from the installed package (package data)."""
-    return resources.files("r2tnet_hf").joinpath("model_cards", TEMPLATE_NAME).read_text(encoding="utf-8")
+def read_splits(path: Path) -> dict:
+    """`{split: [subjects]}` of a run's `splits.json`; empty when the run has none."""
+    from ..data.splits import load_splits
+
+    return load_splits(path) if path.is_file() else {}
+
+
+def template_text(name: str = TEMPLATE_NAME) -> str:
+    """A card template, read with `importlib.resources` from `r2tnet_hf.model_cards` (package data)."""
+    try:
+        return resources.files(TEMPLATE_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError) as error:
+        raise FileNotFoundError(
+            f"{TEMPLATE_PACKAGE}/{name}: expected the model-card template shipped with the package, found "
+            f"{type(error).__name__} ({error}); reinstall r2tnet-hf (`pip install -e .` in a checkout)"
+        ) from None
 
 
 def split_metric(key: str) -> tuple[str, str | None]:
@@ -107,6 +166,13 @@ def _numeric(value) -> float | None:
         return None
     return float(value)
 
+
+# The positive pairs of each R2T-Net recipe, in words (the card's summary).
+POSITIVES_TEXT = {
+    "cross_modality": "rest and task scans of one person",
+    "cross_session": "two sessions (or runs) of one person",
+    "same_scan": "two crops of one scan",
+}
 
 # Counts the training loop records beside its metrics (how many subjects or rows were scored): not metrics.
 COUNT_METRICS = ("subjects", "subjects_paired", "rows", "missing_targets")
@@ -256,6 +322,8 @@ def _preprocessing_rows(processor) -> list[tuple[str, str]]:
         rows.append(("volume shape", f"{tuple(processor.volume_shape)}"))
     if processor.atlas:
         rows.append(("atlas", processor.atlas))
+    elif processor.input_type == "roi":
+        rows.append(("atlas", f"none: {_unnamed_rois(processor)}"))
     if processor.parcel_order_hash:
         rows.append(("parcel-order hash", f"`{processor.parcel_order_hash}`"))
     normalisation = {"zscore": "z-score of each ROI over the scan's frames", "none": "none"}
@@ -266,8 +334,51 @@ def _preprocessing_rows(processor) -> list[tuple[str, str]]:
         rows.append(("TR", "native (from the file header or passed as repetition_time)"))
     if processor.window_length is not None:
         rows.append(("window", f"{processor.window_length} frames ({processor.crop} crop)"))
+    else:
+        rows.append(("window", "none: a whole scan is one input"))
     rows.append(("minimum length", f"{processor.min_length} frames"))
     return rows
+
+
+def _unnamed_rois(processor) -> str:
+    """What an ROI input must be when the processor names no atlas."""
+    count = f"{processor.num_rois} " if processor.num_rois is not None else ""
+    where = " (their names are `roi_labels` in `preprocessor_config.json`)" if processor.roi_labels else ""
+    return (
+        f"the input is {count}ROI series whose parcellation is not recorded; inputs must have the same ROIs in the same "
+        f"order{where}"
+    )
+
+
+def _order_check(processor) -> str | None:
+    """What the processor checks of an ROI input's parcellation, in a sentence (`None` for volumes)."""
+    if processor is None or processor.input_type != "roi":
+        return None
+    if processor.parcel_order_hash:
+        return (
+            "Inputs that carry ROI labels (a TSV header, CIFTI parcels, `roi_labels=`) are checked against the "
+            "parcel-order hash and refused in another order; a bare array is checked only for its number of ROIs."
+        )
+    return "Only the number of ROIs is checked: the ROI order is not recorded."
+
+
+def _expected_input(processor) -> str:
+    """The limitation on inputs: what a scan must be for the model's figures to apply."""
+    transfer = (
+        "scans from another pipeline, scanner population or age range may give signatures or predictions that do "
+        "not transfer."
+    )
+    if processor is None:
+        return (
+            "No processor was saved with this model, so the ROIs, their order and the preprocessing it expects are "
+            f"not recorded: give it inputs prepared as its training data were; {transfer}"
+        )
+    if processor.input_type != "roi":
+        return f"It expects volumes of the shape and preprocessing above; {transfer}"
+    if processor.atlas:
+        return f"It expects the `{processor.atlas}` atlas, its parcel order and the preprocessing above; {transfer}"
+    unnamed = _unnamed_rois(processor)
+    return f"{unnamed[:1].upper()}{unnamed[1:]}, with the preprocessing above; {transfer}"
 
 
 TRAINING_KEYS = (
@@ -299,12 +410,27 @@ RECIPE_KEYS = {
 }
 
 
+def _recipe(config: dict) -> str:
+    if config.get("task") == "pretrain":
+        return "mnemodyn pretrain" if config.get("model_type") == "mnemodyn" else "r2tnet pretrain"
+    return "finetune"
+
+
+def _training_windows(config: dict) -> str | None:
+    """The frames per training input, as the run cut them (R2T-Net pretraining crops at random lengths)."""
+    if "window_length" not in config:
+        return None
+    longest, shortest = config["window_length"], config.get("min_window_length")
+    if _recipe(config) == "r2tnet pretrain" and shortest is not None:
+        if longest is None:
+            return f"random crops from {shortest} frames to the whole scan"
+        return f"random crops of {min(shortest, longest)} to {longest} frames (at most the scan's length)"
+    return f"{longest}-frame windows (at most the scan's length)" if longest else "whole scans"
+
+
 def _training_rows(run: RunRecord) -> list[tuple[str, str]]:
     config = run.config
-    if config.get("task") == "pretrain":
-        recipe = "mnemodyn pretrain" if config.get("model_type") == "mnemodyn" else "r2tnet pretrain"
-    else:
-        recipe = "finetune"
+    recipe = _recipe(config)
     unused = set(RECIPE_KEYS[recipe])
     if recipe == "r2tnet pretrain" and config.get("supervised_weight"):
         unused.discard("target")  # the supervised term's phenotype
@@ -322,7 +448,59 @@ def _training_rows(run: RunRecord) -> list[tuple[str, str]]:
             # staging folder that was renamed since)
             value = Path(str(value)).name
         rows.append((label, f"`{value}`" if key in ("data", "manifest", "splits", "base_model") else f"{value}"))
+    if windows := _training_windows(config):
+        rows.append(("training windows", windows))
     return rows
+
+
+SPLIT_ROLES = (
+    ("train", "training"),
+    ("validation", "validation (they chose the checkpoint)"),
+    ("test", "test (never trained on)"),
+)
+
+
+def _training_data_rows(data: TrainingData) -> list[tuple[str, str]]:
+    rows = []
+    if data.name:
+        rows.append(("dataset", f"`{data.name}`"))
+    kind = {True: "simulated people (synthetic data)", False: "real fMRI", None: None}[data.simulated]
+    if what := ": ".join(part for part in (kind, data.description) if part):
+        rows.append(("data", what))
+    if data.subjects:
+        counts = ", ".join(f"{data.subjects.get(split, 0)} {role}" for split, role in SPLIT_ROLES)
+        rows.append(("people", f"{sum(data.subjects.values())}: {counts}"))
+    return rows
+
+
+def _held_out_section(cohort: HeldOutCohort) -> dict:
+    """A cohort's held-out figures for the template: a title, an introduction and one table row per length."""
+    report = cohort.report
+    sessions = ", ".join(report["sessions"])
+    sides = f"sessions ({sessions})" if report["pairing"] == "session" else "rest and task"
+    intro = (
+        f"{cohort.about} {report['subjects']} test subjects never trained on; Rank-1 identification both ways between "
+        f"{sides}, every ordered pair, mean ± std over pairs."
+    )
+    rows = []
+    for row in comparison_rows(report):
+        baseline = f"`{row['strongest']}` {rank1_text(row['baseline'])}"
+        if row["hindsight"]:
+            baseline += f" (best on test in hindsight: `{row['hindsight']}` {rank1_text(row['hindsight_baseline'])})"
+        rows.append((row["label"], rank1_text(row["model"]), baseline, rank1_text(row["raw"])))
+    return {"title": cohort.title, "intro": intro, "rows": rows, "notes": list(cohort.notes)}
+
+
+def _evaluation_note(run: RunRecord, metrics: list, held_out) -> str | None:
+    """What a run's evaluation lacks, said plainly: no figures at all, or none on held-out test subjects."""
+    if held_out or any(split == "test" for split, *_ in metrics):
+        return None
+    if not metrics:
+        return "This run recorded no evaluation figures." if run.source is not None else None
+    return (
+        "No held-out test figures were recorded for this run: the figures below are on the validation subjects, "
+        "which also chose the checkpoint, so they are optimistic."
+    )
 
 
 def _format(value: float) -> str:
@@ -340,6 +518,8 @@ def build_model_card(
     run: RunRecord | None = None,
     repo_id: str | None = None,
     license: str | None = None,
+    training_data: TrainingData | None = None,
+    held_out: list[HeldOutCohort] | tuple = (),
 ) -> ModelCard:
     """Render the model card of `model` (and its `processor`) with what `run` recorded.
 
@@ -350,8 +530,13 @@ def build_model_card(
         repo_id (`str`, *optional*): the Hub repo id, used in the loading snippet (else `"path/to/model"`).
         license (`str`, *optional*): a Hub license id; else the run config's `license`, else `"apache-2.0"` (the
             license of the r2tnet-hf code; set it to the data's terms when they are stricter).
+        training_data (`TrainingData`, *optional*): who the model was trained on; else what the run records
+            (`TrainingData.from_run`).
+        held_out (`list[HeldOutCohort]`, *optional*): identification of test subjects per cohort, beside the
+            baselines; shown in place of the run's own held-out summary.
     """
     run = run or RunRecord()
+    training_data = training_data or TrainingData.from_run(run)
     finetune = _is_finetune(model, run)
     model_type = model.config.model_type
     backbone_type = _backbone_type(model)
@@ -402,10 +587,11 @@ def build_model_card(
             "Predictions carry the error shown under Evaluation; they are not clinical measurements."
         )
     else:
+        together = POSITIVES_TEXT.get(run.config.get("positives"), POSITIVES_TEXT["cross_modality"])
         summary = (
             f"An R2T-Net encoder{backbone_text}: it maps a scan to an L2-normalised "
             f"{getattr(model.config, 'signature_dim', 2048)}-d brain signature. R2T-Net trains it with NT-Xent so that "
-            "rest and task scans of one person land together."
+            f"{together} land together."
         )
         intended_use = (
             "Research: subject fingerprinting, and frozen features for downstream phenotype models "
@@ -426,7 +612,7 @@ def build_model_card(
         (split, f"FC baseline {metric}" if baseline else metric, _format(value))
         for split, metric, value, baseline in metrics
     ]
-    headline = _headline(run)
+    headline = None if held_out else _headline(run)
     auto_class = "AutoModel"
     load_note = None
     if _is_head(model):
@@ -447,11 +633,16 @@ def build_model_card(
         cli_output="predictions.csv" if finetune else "signatures.parquet",
         architecture=_architecture_rows(model),
         preprocessing=_preprocessing_rows(processor),
+        order_check=_order_check(processor),
+        training_data=_training_data_rows(training_data),
         training=_training_rows(run),
         selection=selection,
         headline=headline,
+        held_out=[_held_out_section(cohort) for cohort in held_out],
+        evaluation_note=_evaluation_note(run, metrics, held_out),
         results=results,
         intended_use=intended_use,
+        expected_input=_expected_input(processor),
         citations=CITATIONS,
     )
 
@@ -489,7 +680,9 @@ __all__ = [
     "CITATIONS",
     "DEFAULT_LICENSE",
     "LIBRARY_NAME",
+    "HeldOutCohort",
     "RunRecord",
+    "TrainingData",
     "build_model_card",
     "check_card_offline",
     "recorded_metrics",

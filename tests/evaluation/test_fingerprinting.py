@@ -125,3 +125,50 @@ def test_fc_features_and_the_report_put_model_and_fc_side_by_side(basis, tmp_pat
     with pytest.raises(ValueError, match="labels"):
         plot_similarity(report_similarity, subjects[:3], tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_plot_similarity_returns_the_figure_with_its_labels(tmp_path):
+    similarity = np.eye(3)
+    figure = plot_similarity(
+        similarity,
+        ["s0", "s1", "s2"],
+        tmp_path / "similarity.png",
+        title="R2T-Net signatures",
+        axis_labels=("subjects, rest scans", "subjects, task scans"),
+        limits=(-1.0, 1.0),
+        colorbar_label="Pearson r between the two scans' signatures",
+    )
+    axes, colorbar = figure.axes
+    assert axes.get_title() == "R2T-Net signatures"
+    assert (axes.get_ylabel(), axes.get_xlabel()) == ("subjects, rest scans", "subjects, task scans")
+    assert colorbar.get_ylabel() == "Pearson r between the two scans' signatures"
+    assert axes.images[0].get_clim() == (-1.0, 1.0)
+
+
+def test_similarity_plots_are_titled_in_words_on_one_colour_scale(tmp_path):
+    from r2tnet_hf.evaluation.fingerprint_scans import similarity_plots
+    from r2tnet_hf.evaluation.fingerprinting import ScanSet
+
+    generator = np.random.default_rng(3)
+    subjects = ["sub-1", "sub-2", "sub-3"]
+    series = [generator.standard_normal((6, 40)) for _ in range(6)]
+    scans = ScanSet(series, subjects * 2, ["ses-1"] * 3 + ["ses-2"] * 3)
+    signatures = generator.standard_normal((6, 16))
+    figures = similarity_plots(signatures, scans, None, tmp_path, "session", held_out=True)
+    assert sorted(figures) == ["similarity.png", "similarity_baseline.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(figures)  # written, no temporaries left
+    model, baseline = (figures[name].axes for name in ("similarity.png", "similarity_baseline.png"))
+    assert model[0].get_title() == (
+        "R2T-Net signatures\nsimilarity, session ses-1 vs session ses-2, 3 held-out subjects"
+    )
+    assert baseline[0].get_title().startswith("Raw FC (Finn et al. 2015)\nsimilarity, session ses-1 vs session ses-2")
+    for axes, colours in ((model, "signatures"), (baseline, "raw FC")):
+        assert (axes[0].get_ylabel(), axes[0].get_xlabel()) == ("subjects, session ses-1", "subjects, session ses-2")
+        assert axes[1].get_ylabel() == f"Pearson r between the two scans' {colours}"
+    assert model[0].images[0].get_clim() == baseline[0].images[0].get_clim()  # one colour scale for both
+    # rest vs task, subjects not held out (no splits): the axes name the modality
+    scans = ScanSet(series, subjects * 2, ["rest"] * 3 + ["task"] * 3)
+    figures = similarity_plots(signatures, scans, None, tmp_path, "modality", held_out=False)
+    axes = figures["similarity.png"].axes[0]
+    assert axes.get_title().endswith("rest scans vs task scans, 3 subjects")
+    assert axes.get_ylabel() == "subjects, rest scans"

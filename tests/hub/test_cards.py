@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import yaml
@@ -5,7 +6,7 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from r2tnet_hf.hub import RunRecord, build_model_card, check_card_offline, load_model, load_processor, save_with_card
-from r2tnet_hf.hub.cards import CITATIONS, template_text
+from r2tnet_hf.hub.cards import CITATIONS, HeldOutCohort, TrainingData, template_text
 
 from .conftest import make_run, tiny_config
 
@@ -126,3 +127,105 @@ def test_readme_example_card_validates_offline():
     types = {r.metric_type for r in results}
     assert {"fingerprint_rank1", "fc_rank1", "loss"} <= types  # the demo's validation metrics, model beside FC
     assert not types & {"subjects", "subjects_paired", "rows"}  # counts are not metrics
+
+
+def _processor_without_atlas():
+    from r2tnet_hf import FmriProcessor
+
+    from .conftest import LABELS, NUM_ROIS
+
+    return FmriProcessor(num_rois=NUM_ROIS, roi_labels=LABELS)
+
+
+def test_card_without_an_atlas_says_what_the_input_must_be(pretrain_run):
+    card = str(build_model_card(load_model(pretrain_run / "best"), _processor_without_atlas()))
+    unnamed = "16 ROI series whose parcellation is not recorded; inputs must have the same ROIs in the same order"
+    assert f"| atlas | none: the input is {unnamed}" in card
+    limitations = card.split("## Intended use and limitations")[1]
+    assert f"The input is {unnamed}" in limitations and "atlas above" not in card
+    assert "| window | none: a whole scan is one input |" in card
+    # with an atlas, the card names it (and says nothing about an unrecorded parcellation)
+    card = str(build_model_card(load_model(pretrain_run / "best"), load_processor(pretrain_run / "best")))
+    assert "It expects the `synthetic16` atlas" in card and "not recorded" not in card
+
+
+def test_card_says_when_a_run_has_no_test_figures(pretrain_run, finetune_run, tmp_path):
+    card = str(build_model_card(load_model(pretrain_run / "best"), None, RunRecord.from_run_dir(pretrain_run)))
+    assert "No held-out test figures were recorded for this run" in card.split("## Evaluation")[1]
+    card = str(build_model_card(load_model(finetune_run / "best"), None, RunRecord.from_run_dir(finetune_run)))
+    assert "| test | pearson_r | 0.31 |" in card and "No held-out test figures" not in card
+    empty = make_run(tmp_path / "empty")
+    (empty / "best" / "eval_results.json").unlink()
+    card = str(build_model_card(load_model(empty / "best"), None, RunRecord.from_run_dir(empty)))
+    assert "## Evaluation\n\nThis run recorded no evaluation figures." in card
+
+
+def test_card_states_the_training_data_and_windows(tmp_path):
+    run = make_run(tmp_path / "run", config_extra={"window_length": 256, "min_window_length": 32})
+    subjects = [f"sub-{k:02d}" for k in range(10)]
+    splits = {"train": subjects[:6], "validation": subjects[6:8], "test": subjects[8:]}
+    (run / "splits.json").write_text(json.dumps({"seed": 0, "splits": splits}))
+    card = str(build_model_card(load_model(run / "best"), None, RunRecord.from_run_dir(run)))
+    data = card.split("## Training data")[1].split("## Training\n")[0]
+    assert "| dataset | `hcp_synthetic` |" in data
+    assert "| people | 10: 6 training, 2 validation (they chose the checkpoint), 2 test (never trained on) |" in data
+    assert "| data |" not in data  # real or simulated: not recorded by a training run, so not claimed
+    assert "| training windows | random crops of 32 to 256 frames (at most the scan's length) |" in card
+    simulated = TrainingData(name="synthetic", simulated=True, description="a generator", subjects={"train": 4})
+    card = str(build_model_card(load_model(run / "best"), None, RunRecord.from_run_dir(run), training_data=simulated))
+    assert "| data | simulated people (synthetic data): a generator |" in card
+    assert "| people | 4: 4 training, 0 validation (they chose the checkpoint), 0 test (never trained on) |" in card
+
+
+def _rank1(value: float, spread: float = 0.0) -> dict:
+    return {"rank1": value, "rank1_std": spread}
+
+
+def _report(pairing: str, sessions: list, subjects: int) -> dict:
+    def entry(model, strongest, tangent, raw):
+        return {"model": model, "strongest": strongest, "best_on_test": "raw" if raw["rank1"] > tangent["rank1"]
+                else strongest, "baselines": {"tangent": tangent, "raw": raw}}  # fmt: skip
+
+    return {
+        "pairing": pairing,
+        "sessions": sessions,
+        "subjects": subjects,
+        "lengths": {
+            "full": entry(_rank1(1.0), "tangent", _rank1(0.875, 0.125), _rank1(0.75)),
+            "50": entry(_rank1(0.958, 0.042), "tangent", _rank1(0.792, 0.042), _rank1(0.9, 0.1)),
+        },
+    }
+
+
+def test_held_out_cohorts_are_shown_beside_the_strongest_baseline_and_raw_fc(tmp_path):
+    run = make_run(tmp_path / "run")
+    (run / "test_results.json").write_text(json.dumps({"metrics": {
+        "test_subjects_paired": 8, "test_fingerprint_rank1": 1.0, "test_baseline_rank1": 1.0,
+        "test_baseline": "tangent", "test_fc_rank1": 0.9,
+    }}))  # fmt: skip
+    cohorts = [
+        HeldOutCohort("Real task fMRI (connattractor)", _report("session", ["run-01", "run-03"], 8), "Real people."),
+        HeldOutCohort(
+            "Synthetic rest and task (simulated people)",
+            _report("modality", ["rest", "task"], 4),
+            "Simulated people.",
+            notes=["A probe line."],
+        ),
+    ]
+    card = str(build_model_card(load_model(run / "best"), None, RunRecord.from_run_dir(run), held_out=cohorts))
+    evaluation = card.split("## Evaluation")[1].split("## Intended use")[0]
+    task, synthetic = evaluation.split("### ")[1:3]
+    assert task.startswith("Real task fMRI (connattractor)\n\nReal people. 8 test subjects never trained on")
+    assert "between sessions (run-01, run-03)" in task
+    assert "| scans | R2T-Net | strongest classical baseline (chosen on validation) | raw FC |" in task
+    assert "| whole scans | 1.000 ± 0.000 | `tangent` 0.875 ± 0.125 | 0.750 ± 0.000 |" in task
+    assert (
+        "| 50-frame segments | 0.958 ± 0.042 | `tangent` 0.792 ± 0.042 (best on test in hindsight: `raw` 0.900 ± 0.100)"
+        " | 0.900 ± 0.100 |" in task
+    )
+    assert synthetic.startswith("Synthetic rest and task (simulated people)\n\nSimulated people. 4 test subjects")
+    assert "between rest and task" in synthetic and "\nA probe line.\n" in synthetic
+    # the run's own held-out summary gives way to the cohorts; its recorded figures stay in the table
+    assert "On test subjects never trained on (8 subjects)" not in evaluation
+    assert "| test | fingerprint_rank1 | 1 |" in evaluation and "No held-out test figures" not in evaluation
+    check_card_offline(card)
