@@ -260,6 +260,13 @@ class FmriProcessor(FeatureExtractionMixin):
             series.repetition_time = float(repetition_time)
         return series
 
+    def resolve_atlas_file(self, folder: str | os.PathLike) -> FmriProcessor:
+        """Make a relative `atlas_file` (a published model ships its atlas as `atlas/<file>`) absolute, taken from the
+        folder the processor was loaded from."""
+        if self.atlas_file is not None and not os.path.isabs(self.atlas_file):
+            self.atlas_file = str((Path(folder) / self.atlas_file).resolve())
+        return self
+
     def parcellate(self, series: FmriSeries) -> FmriSeries:
         """Dense input (a volume, or the grayordinates of a CIFTI atlas) → ROI means with `atlas_file`; anything else
         is returned as it is."""

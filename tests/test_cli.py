@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,11 +62,12 @@ def test_demo_runs_every_stage_quickly(tmp_path, capsys):
     text = (output / "best" / "README.md").read_text()
     card = check_card_offline(text)
     assert card["library_name"] == "r2tnet-hf" and "strongest classical baseline" in text
-    # every cohort held out, the training data, and what the input must be (the demo records no atlas)
+    # every cohort held out, the training data, and the parcellation the input must be in
     for cohort in ("Real task fMRI (connattractor)", "Real resting-state fMRI (HCP", "Synthetic rest and task"):
         assert f"### {cohort}" in text
     assert "| people | 16: 6 training, 2 validation (they chose the checkpoint), 8 test (never trained on) |" in text
-    assert "119 ROI series whose parcellation is not recorded" in text and "atlas above" not in text
+    assert "| atlas | MIST-122 (connattractor; 119 parcels that are never constant) |" in text
+    assert "atlas above" not in text
     for cohort in ("task", "hcp", "synthetic"):
         assert sorted(p.name for p in (output / "fingerprint" / cohort).iterdir()) == [
             "fingerprint.json", "similarity.png", "similarity_baseline.png",
@@ -76,6 +78,13 @@ def test_demo_runs_every_stage_quickly(tmp_path, capsys):
     assert processor.num_rois == 119 and model.config.signature_dim == 119 * 118 // 2
     signature = model(**processor(np.random.randn(119, 200), repetition_time=2.0, return_tensors="pt")).signature
     torch.testing.assert_close(signature.norm(dim=-1), torch.ones(1))
+    # The README's fingerprint example, as written, on this output.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("r2tnet demo --output runs/demo       #")[1].split("```")[0]
+    command = " ".join(block.split("\n", 1)[1].replace("\\\n", " ").split())
+    argv = command.replace("runs/demo", str(output)).replace("runs/fingerprint", str(tmp_path / "fp")).split()[1:]
+    assert argv[0] == "fingerprint" and main([*argv, "--quiet"]) == 0
+    assert (tmp_path / "fp" / "fingerprint.json").is_file()
     # Rerunning replaces the previous demo output.
     assert main(["demo", "--output", str(output), "--quick", "--quiet"]) == 0
 

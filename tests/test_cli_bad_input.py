@@ -29,7 +29,7 @@ MANIFEST_HEADER = "subject\tsession\tmodality\ttask\tpath\trepetition_time\n"
 def world(tmp_path_factory):
     """A small good cohort, a tiny phenotype model (16 ROIs), and a run folder to publish."""
     root = tmp_path_factory.mktemp("world")
-    make_synthetic_cohort(root / "cohort", subjects=3, sessions=2, rois=16, frames=60, seed=0, task=False)
+    make_synthetic_cohort(root / "cohort", subjects=6, sessions=2, rois=16, frames=60, seed=0, task=False)
     torch.manual_seed(0)
     model = R2TNetForPhenotypePrediction(tiny_config(num_labels=1, problem_type="regression"))
     model.save_pretrained(root / "model")
@@ -50,11 +50,12 @@ def _table(path: Path, rows: int = 60, cols: int = 16, nan_at: int | None = None
 def _manifest(path: Path, scan: Path, tr: str = "0.8", cohort: Path | None = None) -> Path:
     """A manifest of `scan` alone or, with `cohort`, of the cohort's scans with `scan` in place of the last one (so
     that the others set what is expected and `scan` is still read)."""
-    rows = []
+    rows, last = [], "sub-001\tses-1"
     if cohort is not None:
-        lines = (cohort / "manifest.tsv").read_text().splitlines()[1:-1]
-        rows = ["\t".join([*c[:4], str(cohort / c[4]), c[5]]) for c in (line.split("\t") for line in lines)]
-    rows.append(f"sub-003\tses-2\trest\trest\t{scan}\t{tr}")
+        lines = (cohort / "manifest.tsv").read_text().splitlines()[1:]
+        rows = ["\t".join([*c[:4], str(cohort / c[4]), c[5]]) for c in (line.split("\t") for line in lines[:-1])]
+        last = "\t".join(lines[-1].split("\t")[:2])
+    rows.append(f"{last}\trest\trest\t{scan}\t{tr}")
     path.write_text(MANIFEST_HEADER + "\n".join(rows) + "\n")
     return path
 

@@ -74,3 +74,27 @@ def test_dense_files_at_inference_equal_their_shards(walkthrough, kind, tmp_path
     assert by_file.keys() == by_shard.keys() and len(by_file) == 32
     for key in by_file:
         np.testing.assert_allclose(by_file[key], by_shard[key], atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["nifti", "cifti"])
+def test_a_published_model_carries_its_atlas(walkthrough, kind, tmp_path):
+    """`publish` ships the atlas in `atlas/` and points the processor at it, so a copy of the folder elsewhere still
+    parcellates the volumes (to the same signatures)."""
+    import shutil
+
+    out, _ = walkthrough
+    work = out / kind
+    published = json.loads((work / "publish" / "preprocessor_config.json").read_text())
+    assert published["atlas_file"].startswith("atlas/") and (work / "publish" / published["atlas_file"]).is_file()
+    moved = shutil.copytree(work / "publish", tmp_path / "elsewhere")
+    scans = sorted((out / "data" / kind).rglob("sub-001_ses-1_task-rest_bold.*"))
+    scans = [p for p in scans if not p.name.endswith(".json")]
+    target = tmp_path / "one"
+    target.mkdir()
+    shutil.copy(scans[0], target / scans[0].name)
+    output = tmp_path / "sig.parquet"
+    assert main(["signatures", "--model", str(moved), "--input", str(target), "--output", str(output), "--quiet"]) == 0
+    ours = pq.read_table(output).to_pydict()["signature"][0]
+    walk = pq.read_table(work / "signatures.parquet").to_pydict()
+    index = [Path(p).name for p in walk["path"]].index(scans[0].name)
+    np.testing.assert_allclose(ours, walk["signature"][index], atol=1e-5)

@@ -51,7 +51,7 @@ def load_encoder(model_dir: str | os.PathLike):
         raise FmriInputError.for_source(
             model_dir, expected="an R2T-Net model (with a signature)", found=type(model).__name__
         )
-    processor = AutoFeatureExtractor.from_pretrained(model_dir)
+    processor = AutoFeatureExtractor.from_pretrained(model_dir).resolve_atlas_file(model_dir)
     if processor.input_type != "roi":
         raise FmriInputError.for_source(
             model_dir, expected="an ROI model (the FC baseline needs ROI series)", found=f"{processor.input_type} input"

@@ -28,7 +28,7 @@ def resolve_model_folder(name_or_path: str | os.PathLike) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        return Path(snapshot_download(str(name_or_path), allow_patterns=["*.json", "*.safetensors", "*.md"]))
+        return Path(snapshot_download(str(name_or_path), allow_patterns=["*.json", "*.safetensors", "*.md", "atlas/*"]))
     except (RepositoryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise FmriInputError.for_source(
@@ -125,7 +125,8 @@ def load_processor(name_or_path: str | os.PathLike):
     folder = resolve_model_folder(name_or_path)
     if not (folder / "preprocessor_config.json").is_file():
         return None
-    return AutoFeatureExtractor.from_pretrained(folder)
+    processor = AutoFeatureExtractor.from_pretrained(folder)
+    return processor.resolve_atlas_file(folder) if hasattr(processor, "resolve_atlas_file") else processor
 
 
 __all__ = ["check_model_folder", "load_model", "load_processor", "resolve_model_folder"]

@@ -9,14 +9,16 @@ in a single `HfApi.upload_folder` commit.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FmriInputError
-from ..utils import current_umask
+from ..utils import atomic_write_text, current_umask
 from .cards import RunRecord, build_model_card, read_json
 
 MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json", "preprocessor_config.json")
@@ -102,6 +104,29 @@ def _copy_model_files(source: Path, target: Path) -> list[str]:
     return copied
 
 
+ATLAS_FOLDER = "atlas"
+
+
+def _ship_atlas(processor, target: Path) -> list[str]:
+    """Copy the processor's atlas file (and a label NIfTI's table of names) into `target/atlas/` and point the staged
+    `preprocessor_config.json` at it, so that the published model parcellates volumes wherever it is loaded."""
+    source = Path(processor.atlas_file) if processor is not None and processor.atlas_file else None
+    if source is None or not source.is_file():
+        return []
+    (target / ATLAS_FOLDER).mkdir()
+    names = [source]
+    stem = re.sub(r"\.nii(\.gz)?$", "", source.name, flags=re.IGNORECASE)
+    if (source.parent / f"{stem}.tsv").is_file() and not source.name.endswith(".dlabel.nii"):
+        names.append(source.parent / f"{stem}.tsv")
+    for name in names:
+        shutil.copyfile(name, target / ATLAS_FOLDER / name.name)
+    config_path = target / "preprocessor_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["atlas_file"] = f"{ATLAS_FOLDER}/{source.name}"
+    atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return [f"{ATLAS_FOLDER}/{name.name}" for name in names]
+
+
 def stage_candidate(
     candidate: Path, run_dir: Path | None, target: Path, repo_id: str | None = None, license: str | None = None
 ) -> list[str]:
@@ -110,7 +135,7 @@ def stage_candidate(
 
     model = load_model(candidate)  # refuses unknown model types, missing weights and partial checkpoints
     processor = load_processor(candidate)
-    files = _copy_model_files(candidate, target)
+    files = _copy_model_files(candidate, target) + _ship_atlas(processor, target)
     run = RunRecord.from_run_dir(run_dir, candidate) if run_dir is not None else RunRecord()
     card = build_model_card(model, processor, run=run, repo_id=repo_id, license=license)
     card.save(target / CARD_FILE)
