@@ -4,8 +4,9 @@ Subcommands: `manifest`, `convert`, `split`, `synth`, `fingerprint`, `demo`, `pr
 The logic of `fingerprint` lives in `r2tnet_hf.evaluation`, that of `predict`/`signatures` in `r2tnet_hf.inference`,
 that of `publish` in `r2tnet_hf.hub`.
 
-Bad input (`FmriInputError`) ends the command with one line on stderr and exit status 2, never a traceback, and
-never a half-written output folder.
+Bad input (`FmriInputError`) and every other expected failure (I/O, decoding, a corrupt file, memory, the network:
+`r2tnet_hf.errors.expected_failure_line`) end the command with one line on stderr and exit status 2, never a traceback,
+and never a half-written output folder. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import FmriInputError
+from .errors import FmriInputError, expected_failure_line
 from .utils import OneLineArgumentParser, current_umask
 
 
@@ -693,15 +694,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except FmriInputError as error:
-        print(f"r2tnet {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a folder that cannot be written, a full disk: the system's line names the path
-        print(f"r2tnet {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"r2tnet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # expected failures are one line (exit 2); anything else is a bug: its traceback
+        line = expected_failure_line(error)
+        if line is None:
+            raise
+        print(f"r2tnet {args.command}: error: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

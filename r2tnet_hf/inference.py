@@ -8,7 +8,8 @@
   last one padded and masked, never wrapped). Regression outputs and class probabilities are averaged over the
   windows of a scan; signatures are averaged and L2-normalised again. A processor with no `window_length` gives one
   window, the whole scan.
-- **Bad scans** (anything `FmriInputError` names: unreadable, NaN, wrong V or parcel order, no TR, too short) are
+- **Bad scans** (anything `FmriInputError` names: unreadable, NaN, wrong V or parcel order, no TR, too short; and
+  any other expected failure of one scan, `r2tnet_hf.errors.expected_failure_line`: I/O, decoding, memory) are
   skipped, listed on stderr and in `<output>.skipped.tsv` (`path`, `reason`); the good rows are still written and the
   command exits with status 2.
 - Outputs are written atomically (temporary file, then rename).
@@ -29,7 +30,7 @@ import torch
 
 from .data.io import FmriSeries
 from .data.manifest import BIDS_ENTITY, read_manifest
-from .errors import FmriInputError
+from .errors import FmriInputError, expected_failure_line
 from .utils import atomic_path, atomic_write_text
 
 SCAN_SUFFIXES = (".tsv", ".csv", ".npy", ".dtseries.nii", ".ptseries.nii", ".nii", ".nii.gz")
@@ -190,8 +191,11 @@ def run_inference(
     for item in tqdm(items, desc=kind, unit="scan", disable=not progress):
         try:
             batch = processor(item.scan(), repetition_time=item.repetition_time, all_windows=True)
-        except FmriInputError as error:
-            result.skipped.append((str(item.path), str(error)))
+        except Exception as error:  # a scan that cannot be used (bad input, I/O, memory) is skipped; a bug is raised
+            reason = expected_failure_line(error)
+            if reason is None:
+                raise
+            result.skipped.append((str(item.path), reason))
             continue
         index = len(result.items)
         result.items.append(item)

@@ -102,6 +102,31 @@ class ModelTesterMixin:
             with pytest.raises(FmriInputError, match="fmri_values: expected"):
                 model(**inputs)
 
+    def test_non_finite_input_is_refused_unless_masked_or_turned_off(self):
+        """NaN in a real frame: a one-line FmriInputError naming the batch row; NaN in a masked frame: ignored;
+        `check_finite_inputs=False`: no check (the caller has checked the data)."""
+        for model_class in self.model_classes:
+            model = self.build(model_class)
+            inputs = self.get_inputs(model_class, 2)
+            values = inputs["fmri_values"].clone()
+            values[1, ..., 0] = float("nan")
+            with pytest.raises(FmriInputError, match=r"fmri_values: expected finite values .* in batch rows \[1\]"):
+                model(**{**inputs, "fmri_values": values})
+            mask = torch.ones(2, values.shape[-1], dtype=torch.long)
+            mask[1, 0] = 0
+            with torch.no_grad():
+                model(**{**inputs, "fmri_values": values, "attention_mask": mask})  # masked: never read
+            config = self.get_config()
+            (getattr(config, "backbone_config", None) or config).check_finite_inputs = False  # R2T-Net: its backbone
+            unchecked = model_class(config).eval()
+            try:  # NaN flows in: a model may return NaN or fail in its own algebra, but no check refuses it
+                with torch.no_grad():
+                    unchecked(**{**inputs, "fmri_values": values})
+            except FmriInputError as error:
+                pytest.fail(f"check_finite_inputs=False still checks: {error}")
+            except (RuntimeError, ValueError):
+                pass
+
     def test_batching_equivalence(self):
         """A scan encoded alone equals the same scan padded (masked frames at the end) beside a longer one, 1e-5."""
         model = self.build(self.model_classes[0])

@@ -43,17 +43,22 @@ def check_roi_inputs(
     attention_mask: torch.Tensor | None,
     repetition_time: torch.Tensor | float | None,
     num_rois: int,
+    check_finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Validate ROI-series model inputs `(batch, V, T)` where they enter a model.
 
     Returns `(fmri_values, frame_mask, repetition_time)` with `frame_mask` boolean `(batch, time)` and
-    `repetition_time` float `(batch,)` on the input's device. Raises `FmriInputError` naming both numbers.
+    `repetition_time` float `(batch,)` on the input's device. Raises `FmriInputError` naming both numbers, and (with
+    `check_finite`, the configs' `check_finite_inputs`) for NaN or Inf in real frames.
     """
     _check_ndim(fmri_values, 3, "(batch_size, num_rois, num_timepoints)")
     rois = fmri_values.shape[1]
     if rois != num_rois:
         raise FmriInputError(f"fmri_values: input has {rois} ROIs but the model expects {num_rois} (config.num_rois)")
-    return fmri_values, *_check_time_inputs(fmri_values, attention_mask, repetition_time)
+    frame_mask, repetition_time = _check_time_inputs(fmri_values, attention_mask, repetition_time)
+    if check_finite:
+        fmri_values = _check_finite(fmri_values, frame_mask)
+    return fmri_values, frame_mask, repetition_time
 
 
 def check_volume_inputs(
@@ -62,6 +67,7 @@ def check_volume_inputs(
     repetition_time: torch.Tensor | float | None,
     num_channels: int,
     image_size: tuple[int, int, int] | list[int] | None = None,
+    check_finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Validate volume model inputs `(batch, C, H, W, D, T)` where they enter a model.
 
@@ -79,13 +85,37 @@ def check_volume_inputs(
             f"fmri_values: input volume is {tuple(fmri_values.shape[2:5])} but the model expects {tuple(image_size)} "
             "(config.image_size)"
         )
-    return fmri_values, *_check_time_inputs(fmri_values, attention_mask, repetition_time)
+    frame_mask, repetition_time = _check_time_inputs(fmri_values, attention_mask, repetition_time)
+    if check_finite:
+        fmri_values = _check_finite(fmri_values, frame_mask)
+    return fmri_values, frame_mask, repetition_time
 
 
 def _check_ndim(fmri_values, ndim: int, layout: str) -> None:
     if not torch.is_tensor(fmri_values) or fmri_values.ndim != ndim:
         found = tuple(fmri_values.shape) if torch.is_tensor(fmri_values) else type(fmri_values).__name__
         raise FmriInputError.for_source("fmri_values", expected=f"a tensor of shape {layout}", found=f"{found}")
+
+
+def _check_finite(fmri_values: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Refuse NaN or Inf in real frames; return the values with non-finite masked frames set to 0 (so that padding
+    holding NaN cannot reach an output through `0 × NaN`). A sum is the fast path (no tensor the size of the input);
+    only when it is not finite (non-finite values somewhere, or an overflow) are the frames looked at."""
+    with torch.no_grad():
+        if bool(torch.isfinite(fmri_values.sum())):
+            return fmri_values
+        real = frame_mask.view(frame_mask.shape[0], *([1] * (fmri_values.ndim - 2)), frame_mask.shape[1])
+        finite = torch.isfinite(fmri_values)
+        bad = ~finite & real
+        if bool(bad.any()):
+            rows = torch.nonzero(bad.flatten(1).any(dim=1)).flatten().tolist()
+            raise FmriInputError.for_source(
+                "fmri_values",
+                expected="finite values in real (unmasked) frames",
+                found=f"{int(bad.sum())} NaN or Inf values in batch rows {rows}",
+                hint="the processor refuses such scans by file; config.check_finite_inputs=False skips this check",
+            )
+    return torch.where(finite, fmri_values, torch.zeros((), dtype=fmri_values.dtype, device=fmri_values.device))
 
 
 def _check_time_inputs(fmri_values, attention_mask, repetition_time) -> tuple[torch.Tensor, torch.Tensor]:

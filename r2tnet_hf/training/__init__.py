@@ -23,7 +23,7 @@ def main(task: str, argv: list[str] | None = None, description: str | None = Non
     import os
     import sys
 
-    from ..errors import FmriInputError
+    from ..errors import expected_failure_line
 
     parser = build_argument_parser(description or f"r2tnet {task}")
     try:
@@ -41,10 +41,13 @@ def main(task: str, argv: list[str] | None = None, description: str | None = Non
         run(config, task)
         if int(os.environ.get("RANK", "0")) == 0:
             print("\n".join(summary_lines(config.output_dir, task, time.perf_counter() - started)))
-    except FmriInputError as error:
+    except Exception as error:  # expected failures are one line (exit 2); anything else is a bug: its traceback
+        line = expected_failure_line(error)
+        if line is None:
+            raise
         # Under `accelerate launch` every rank meets the same bad input: rank 0 alone says so (the launcher then
         # reports that the ranks exited with status 2).
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"{task}: error: {error}", file=sys.stderr)
+            print(f"{task}: error: {line}", file=sys.stderr)
         return 2
     return 0

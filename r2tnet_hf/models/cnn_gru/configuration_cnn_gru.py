@@ -30,6 +30,9 @@ class CnnGruConfig(PreTrainedConfig):
             Dropout between GRU layers.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Kept for the heads.
+        check_finite_inputs (`bool`, *optional*, defaults to `True`):
+            Refuse `fmri_values` with NaN or Inf in real (unmasked) frames, with an `FmriInputError`, instead of
+            returning a NaN output. One pass over the input; turn it off for speed when the data are checked already.
 
     Example:
         >>> from r2tnet_hf import CnnGruConfig, CnnGruModel
@@ -47,6 +50,7 @@ class CnnGruConfig(PreTrainedConfig):
     pooling: str = "last"
     hidden_dropout_prob: float | int = 0.0
     initializer_range: float = 0.02
+    check_finite_inputs: bool = True
 
     def __post_init__(self, **kwargs):
         self.image_size = list(self.image_size)

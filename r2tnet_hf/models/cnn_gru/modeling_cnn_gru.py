@@ -105,7 +105,11 @@ class CnnGruModel(CnnGruPreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         fmri_values, frame_mask, repetition_time = check_volume_inputs(
-            fmri_values, attention_mask, repetition_time, self.config.num_channels
+            fmri_values,
+            attention_mask,
+            repetition_time,
+            self.config.num_channels,
+            check_finite=self.config.check_finite_inputs,
         )
         dtype = self.gru.weight_ih_l0.dtype
         frames = fmri_values.to(dtype).permute(0, 5, 1, 2, 3, 4)[frame_mask]  # (real frames, C, H, W, D)

@@ -49,6 +49,9 @@ class ConnectomeTransformerConfig(PreTrainedConfig):
             Bias on the query, key and value projections.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the truncated-normal initialisation of linear layers and ROI embeddings.
+        check_finite_inputs (`bool`, *optional*, defaults to `True`):
+            Refuse `fmri_values` with NaN or Inf in real (unmasked) frames, with an `FmriInputError`, instead of
+            returning a NaN output. One pass over the input; turn it off for speed when the data are checked already.
 
     Example:
         >>> from r2tnet_hf import ConnectomeTransformerConfig, ConnectomeTransformerModel
@@ -71,6 +74,7 @@ class ConnectomeTransformerConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-6
     qkv_bias: bool = True
     initializer_range: float = 0.02
+    check_finite_inputs: bool = True
 
     def validate_architecture(self):
         super().validate_architecture()

@@ -153,7 +153,11 @@ class ConnectomeTransformerModel(ConnectomeTransformerPreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         fmri_values, frame_mask, _ = check_roi_inputs(
-            fmri_values, attention_mask, repetition_time, self.config.num_rois
+            fmri_values,
+            attention_mask,
+            repetition_time,
+            self.config.num_rois,
+            check_finite=self.config.check_finite_inputs,
         )
         real_frames = frame_mask.sum(dim=1)
         if int(real_frames.min()) < MIN_FRAMES:

@@ -95,6 +95,9 @@ class MnemoDynConfig(PreTrainedConfig):
         jepa_momentum_start (`float`, *optional*, defaults to 0.996): `jepa`: EMA momentum at the start.
         jepa_momentum_end (`float`, *optional*, defaults to 1.0): `jepa`: EMA momentum at the end (linear in progress).
         layer_norm_eps (`float`, *optional*, defaults to 1e-6): epsilon of the JEPA predictor's layer norms.
+        check_finite_inputs (`bool`, *optional*, defaults to `True`):
+            Refuse `fmri_values` with NaN or Inf in real (unmasked) frames, with an `FmriInputError`, instead of
+            returning a NaN output. One pass over the input; turn it off for speed when the data are checked already.
 
     Example:
         >>> from r2tnet_hf import MnemoDynConfig, MnemoDynForPretraining
@@ -139,6 +142,7 @@ class MnemoDynConfig(PreTrainedConfig):
     jepa_momentum_start: float = 0.996
     jepa_momentum_end: float = 1.0
     layer_norm_eps: float = 1e-6
+    check_finite_inputs: bool = True
 
     def __post_init__(self, **kwargs):
         if self.layer_output_sizes is None:

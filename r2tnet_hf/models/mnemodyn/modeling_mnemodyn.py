@@ -311,7 +311,11 @@ class MnemoDynModel(MnemoDynPreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         fmri_values, frame_mask, repetition_time = check_roi_inputs(
-            fmri_values, attention_mask, repetition_time, self.config.num_rois
+            fmri_values,
+            attention_mask,
+            repetition_time,
+            self.config.num_rois,
+            check_finite=self.config.check_finite_inputs,
         )
         dtype = self.layers[0].input_projection.weight.dtype
         batch, _, frames = fmri_values.shape
@@ -573,7 +577,11 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         fmri_values, frame_mask, repetition_time = check_roi_inputs(
-            fmri_values, attention_mask, repetition_time, self.config.num_rois
+            fmri_values,
+            attention_mask,
+            repetition_time,
+            self.config.num_rois,
+            check_finite=self.config.check_finite_inputs,
         )
         if labels is not None and labels.shape != fmri_values.shape:
             raise FmriInputError.for_source(

@@ -209,11 +209,19 @@ class PerceiverFmriModel(PerceiverFmriPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if self.config.input_type == "roi":
             fmri_values, frame_mask, repetition_time = check_roi_inputs(
-                fmri_values, attention_mask, repetition_time, self.config.num_rois
+                fmri_values,
+                attention_mask,
+                repetition_time,
+                self.config.num_rois,
+                check_finite=self.config.check_finite_inputs,
             )
         else:
             fmri_values, frame_mask, repetition_time = check_volume_inputs(
-                fmri_values, attention_mask, repetition_time, self.config.num_channels
+                fmri_values,
+                attention_mask,
+                repetition_time,
+                self.config.num_channels,
+                check_finite=self.config.check_finite_inputs,
             )
         fmri_values = fmri_values.to(self.latents.dtype)
         tokens, token_mask, space_table, seconds = self.tokenize(fmri_values, frame_mask, repetition_time)

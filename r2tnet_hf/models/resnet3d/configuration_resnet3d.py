@@ -34,6 +34,9 @@ class ResNet3DConfig(PreTrainedConfig):
 
     `hidden_size` (the pooled feature size) is derived: `hidden_sizes[-1]`. `num_hidden_layers` is the number of
     stages.
+        check_finite_inputs (`bool`, *optional*, defaults to `True`):
+            Refuse `fmri_values` with NaN or Inf in real (unmasked) frames, with an `FmriInputError`, instead of
+            returning a NaN output. One pass over the input; turn it off for speed when the data are checked already.
 
     Example:
         >>> from r2tnet_hf import ResNet3DConfig, ResNet3DModel
@@ -50,6 +53,7 @@ class ResNet3DConfig(PreTrainedConfig):
     embedding_size: int = 64
     hidden_sizes: list[int] | tuple[int, ...] = (64, 128, 256, 512)
     initializer_range: float = 0.02
+    check_finite_inputs: bool = True
 
     def __post_init__(self, **kwargs):
         if self.layout not in LAYOUTS:

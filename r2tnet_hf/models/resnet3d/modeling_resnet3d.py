@@ -129,7 +129,11 @@ class ResNet3DModel(ResNet3DPreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         fmri_values, frame_mask, _ = check_volume_inputs(
-            fmri_values, attention_mask, repetition_time, self.config.num_channels
+            fmri_values,
+            attention_mask,
+            repetition_time,
+            self.config.num_channels,
+            check_finite=self.config.check_finite_inputs,
         )
         fmri_values = fmri_values.to(self.stem[0].weight.dtype)
         frames = fmri_values.permute(0, 5, 1, 2, 3, 4)[frame_mask]  # (real frames, C, H, W, D)

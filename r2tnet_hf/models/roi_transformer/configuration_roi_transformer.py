@@ -55,6 +55,9 @@ class RoiTransformerConfig(PreTrainedConfig):
             pooling, as in x-vector speaker models: the mean of the output tokens and the standard deviation over time
             of the patch projections, projected back to `hidden_size`), which exposes the second-order structure,
             the stuff of functional connectivity, that identifies a person.
+        check_finite_inputs (`bool`, *optional*, defaults to `True`):
+            Refuse `fmri_values` with NaN or Inf in real (unmasked) frames, with an `FmriInputError`, instead of
+            returning a NaN output. One pass over the input; turn it off for speed when the data are checked already.
 
     Example:
         >>> from r2tnet_hf import RoiTransformerConfig, RoiTransformerModel
@@ -79,6 +82,7 @@ class RoiTransformerConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     time_embedding_max_period: float = 10000.0
     pooling: str = "mean"
+    check_finite_inputs: bool = True
 
     def validate_architecture(self):
         super().validate_architecture()

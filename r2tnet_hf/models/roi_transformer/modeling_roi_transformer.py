@@ -205,7 +205,11 @@ class RoiTransformerModel(RoiTransformerPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         fmri_values, frame_mask, repetition_time = check_roi_inputs(
-            fmri_values, attention_mask, repetition_time, self.config.num_rois
+            fmri_values,
+            attention_mask,
+            repetition_time,
+            self.config.num_rois,
+            check_finite=self.config.check_finite_inputs,
         )
         fmri_values = fmri_values.to(self.embeddings.projection.weight.dtype)
         hidden_states, token_mask, content = self.embeddings(fmri_values, frame_mask, repetition_time)

@@ -115,6 +115,9 @@ class Swin4DConfig(PreTrainedConfig):
     `len(depths)`; `num_attention_heads` is `num_heads`, a list. Passing `hidden_size` or `num_hidden_layers` that
     disagree with those, or an int where a list is expected, raises a one-line `ValueError` saying what to set, e.g.
     `Swin4DConfig(embed_dim=12, depths=[2, 2], num_heads=[3, 6])` for `hidden_size` 24 over two stages.
+        check_finite_inputs (`bool`, *optional*, defaults to `True`):
+            Refuse `fmri_values` with NaN or Inf in real (unmasked) frames, with an `FmriInputError`, instead of
+            returning a NaN output. One pass over the input; turn it off for speed when the data are checked already.
 
     Example:
         >>> from r2tnet_hf import Swin4DConfig, Swin4DModel
@@ -152,6 +155,7 @@ class Swin4DConfig(PreTrainedConfig):
     final_layer_norm: bool = True
     shifted_window_mask_value: float | int | None = None
     window_padding: str = "masked"
+    check_finite_inputs: bool = True
 
     def __post_init__(self, **kwargs):
         if "num_attention_heads" in kwargs:  # transformers' name for num_heads (attribute_map)

@@ -446,7 +446,7 @@ class Swin4DModel(Swin4DPreTrainedModel):
             repetition_time = 1.0  # not used: learned positions index frames
         fmri_values, frame_mask, repetition_time = check_volume_inputs(
             fmri_values, attention_mask, repetition_time, self.config.num_channels,
-            image_size=self.config.image_size if learned else None,
+            image_size=self.config.image_size if learned else None, check_finite=self.config.check_finite_inputs,
         )  # fmt: skip
         if learned and fmri_values.shape[-1] > self.config.num_frames:
             raise FmriInputError(

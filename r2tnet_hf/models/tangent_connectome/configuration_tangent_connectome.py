@@ -38,6 +38,9 @@ class TangentConnectomeConfig(PreTrainedConfig):
             (`regularization_loss`, added to the NT-Xent loss by R2T-Net's contrastive head).
         eigenvalue_floor (`float`, *optional*, defaults to 1e-6):
             Eigenvalues of the whitened covariance are floored at this fraction of their mean before the logarithm.
+        check_finite_inputs (`bool`, *optional*, defaults to `True`):
+            Refuse `fmri_values` with NaN or Inf in real (unmasked) frames, with an `FmriInputError`, instead of
+            returning a NaN output. One pass over the input; turn it off for speed when the data are checked already.
 
     Example:
         >>> from r2tnet_hf import TangentConnectomeConfig
@@ -56,6 +59,7 @@ class TangentConnectomeConfig(PreTrainedConfig):
     learn_within_subject_scales: bool = True
     anchor_weight: float | int = 1.0
     eigenvalue_floor: float = 1e-6
+    check_finite_inputs: bool = True
 
     def __post_init__(self, **kwargs):
         if self.hidden_size is None:

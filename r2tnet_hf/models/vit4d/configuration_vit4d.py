@@ -46,6 +46,9 @@ class Vit4DConfig(PreTrainedConfig):
             Standard deviation of the truncated-normal initialisation.
         time_embedding_max_period (`float`, *optional*, defaults to 10000.0):
             Longest period, in seconds, of the sinusoidal time features.
+        check_finite_inputs (`bool`, *optional*, defaults to `True`):
+            Refuse `fmri_values` with NaN or Inf in real (unmasked) frames, with an `FmriInputError`, instead of
+            returning a NaN output. One pass over the input; turn it off for speed when the data are checked already.
 
     Example:
         >>> from r2tnet_hf import Vit4DConfig, Vit4DModel
@@ -70,6 +73,7 @@ class Vit4DConfig(PreTrainedConfig):
     qkv_bias: bool = True
     initializer_range: float = 0.02
     time_embedding_max_period: float = 10000.0
+    check_finite_inputs: bool = True
 
     def __post_init__(self, **kwargs):
         self.image_size = list(self.image_size)

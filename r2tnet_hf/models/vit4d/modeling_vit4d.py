@@ -131,7 +131,12 @@ class Vit4DModel(Vit4DPreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         fmri_values, frame_mask, repetition_time = check_volume_inputs(
-            fmri_values, attention_mask, repetition_time, self.config.num_channels, self.config.image_size
+            fmri_values,
+            attention_mask,
+            repetition_time,
+            self.config.num_channels,
+            self.config.image_size,
+            check_finite=self.config.check_finite_inputs,
         )
         fmri_values = fmri_values.to(self.embeddings.projection.weight.dtype)
         hidden_states, token_mask = self.embeddings(fmri_values, frame_mask, repetition_time)
