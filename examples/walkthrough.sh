@@ -4,6 +4,7 @@
 # series in TSVs (BIDS derivatives), 4-D NIfTI volumes with a label atlas, and dense CIFTI with a .dlabel.nii.
 #
 #     bash examples/walkthrough.sh [OUT]        # default OUT: runs/walkthrough; about a minute per folder on 2 cores
+#     KINDS="tsv nifti" bash examples/walkthrough.sh     # some of the three folders only
 #
 # Replace `python examples/make_own_data.py ...` by your own folders; everything after it is what you would type.
 # On GPUs, `python scripts/pretrain.py` becomes
@@ -12,11 +13,12 @@ set -euo pipefail
 OUT="${1:-runs/walkthrough}"
 SUBJECTS="${SUBJECTS:-8}"
 STEPS="${STEPS:-20}"
+KINDS="${KINDS:-tsv nifti cifti}"
 cd "$(dirname "$0")/.."
 
 python examples/make_own_data.py --out "$OUT/data" --subjects "$SUBJECTS"
 
-for kind in tsv nifti cifti; do
+for kind in $KINDS; do
     echo "== $kind"
     data="$OUT/data/$kind" work="$OUT/$kind"
     rm -rf "$work"
