@@ -167,8 +167,10 @@ def run_inference(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    header: str = "auto",
 ) -> InferenceResult:
-    """Run `model` over every window of every scan; bad scans are skipped with their reason, never fatal."""
+    """Run `model` over every window of every scan; bad scans are skipped with their reason, never fatal. `header`
+    says whether TSV/CSV scans start with a header row (`"auto"`, `"yes"`, `"no"`; see `FmriProcessor.__call__`)."""
     from tqdm.auto import tqdm
 
     model = model.to(device).eval()
@@ -189,7 +191,7 @@ def run_inference(
 
     for item in tqdm(items, desc=kind, unit="scan", disable=not progress):
         try:
-            batch = processor(item.scan(), repetition_time=item.repetition_time, all_windows=True)
+            batch = processor(item.scan(), repetition_time=item.repetition_time, all_windows=True, header=header)
         except FmriInputError as error:
             result.skipped.append((str(item.path), str(error)))
             continue
