@@ -24,7 +24,7 @@ SWIN = {
 
 
 def test_nifti_and_frames_to_swin4d_pretraining(tmp_path):
-    example = Path(data_path) / "example4d.nii.gz"  # 128×96×24, 2 frames; the header's TR says 2000 'sec' 
+    example = Path(data_path) / "example4d.nii.gz"  # 128×96×24, 2 frames; the header's TR says 2000 'sec'
     generator = torch.Generator().manual_seed(0)
     for subject in ("sub-a", "sub-b", "sub-c"):
         folder = tmp_path / "frames" / "img" / subject
