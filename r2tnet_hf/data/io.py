@@ -222,33 +222,33 @@ MAX_SCAN_GB_ENV = "R2TNET_MAX_SCAN_GB"
 DEFAULT_MAX_SCAN_GB = 16.0
 
 
-def max_scan_bytes() -> int:
-    """The most memory one scan may claim (GiB in `R2TNET_MAX_SCAN_GB`, default 16)."""
+def max_scan_gib() -> float:
+    """The most memory one scan may claim, in GiB: `R2TNET_MAX_SCAN_GB` (default 16)."""
     text = os.environ.get(MAX_SCAN_GB_ENV, "").strip()
     if not text:
-        return int(DEFAULT_MAX_SCAN_GB * 2**30)
+        return DEFAULT_MAX_SCAN_GB
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not (value > 0 and np.isfinite(value)):
         raise FmriInputError.for_source(MAX_SCAN_GB_ENV, expected="a size in GiB > 0", found=repr(text))
-    return int(value * 2**30)
+    return value
 
 
 def check_scan_size(path, shape, dtype, data_offset: int | None = None) -> None:
-    """Refuse, before any allocation, a header whose shape × dtype exceeds `max_scan_bytes()` (counting the float32
+    """Refuse, before any allocation, a header whose shape × dtype exceeds `max_scan_gib()` (counting the float32
     copy the readers make), or, for an uncompressed file (`data_offset` given), claims more bytes than it holds."""
     dtype = np.dtype(dtype)
     elements = 1
     for size in shape:
         elements *= int(size)
     needed = elements * max(dtype.itemsize, 4)
-    limit = max_scan_bytes()
-    if needed > limit:
+    limit = max_scan_gib()
+    if needed > limit * 2**30:
         raise FmriInputError.for_source(
             path,
-            expected=f"a scan of at most {limit / 2**30:g} GiB in memory",
+            expected=f"a scan of at most {limit:g} GiB in memory",
             found=f"a header claiming shape {tuple(int(n) for n in shape)} {dtype}, {needed / 2**30:.4g} GiB",
             hint=f"if the file is real, raise the limit: {MAX_SCAN_GB_ENV}=<GiB>",
         )
