@@ -63,7 +63,7 @@ def test_nifti_and_frames_to_swin4d_pretraining(tmp_path):
     model = AutoModel.from_pretrained(output / "last").eval()
     processor = AutoFeatureExtractor.from_pretrained(output / "last")
     assert model.config.backbone_config.model_type == "swin4d" and processor.volume_shape == [1, 128, 96, 24]
-    batch = processor(str(example), return_tensors="pt")
+    batch = processor(str(example), repetition_time=2.0, return_tensors="pt")  # the header TR is refused
     with torch.no_grad():
         signature = model(**batch).signature
     assert signature.shape == (1, 32) and np.isclose(float(signature.norm()), 1.0, atol=1e-5)
