@@ -4,13 +4,17 @@ Everything comes back as `FmriSeries` with time on the **last** axis: ROI series
 Tabular and NPY files are time-major on disk (one row per timepoint, as nilearn writes them) and are transposed here,
 explicitly. Errors are `FmriInputError`s naming the file, in this order: missing, empty, unknown type, unreadable,
 wrong dimensionality, missing TR.
+
+Guarantees: text (tables, manifests, sidecars) is UTF-8 with any byte-order mark dropped (`read_text`); a TSV/CSV
+header is found by explicit rules and an ambiguous first row is refused (`table_layout`, `header=`); the size a
+NIfTI/CIFTI/NPY header claims is checked before any allocation (`check_scan_size`, `R2TNET_MAX_SCAN_GB`, default
+16 GiB); every TR follows one rule, seconds within 0.05-30 (`checked_repetition_time`).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import logging
 import os
 import re
 import warnings
@@ -20,8 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FmriInputError
-
-logger = logging.getLogger(__name__)
 
 TABULAR_SUFFIXES = {".tsv": "\t", ".csv": ","}
 CIFTI_SERIES_SUFFIXES = (".dtseries.nii", ".ptseries.nii")
