@@ -77,7 +77,7 @@ def run_manifest(args: argparse.Namespace) -> int:
     if frames_layout:
         manifest = manifest_from_frames(source, args.repetition_time, args.modality, args.task)
     else:
-        manifest = manifest_from_bids(source, kind=args.kind, include=args.include)
+        manifest = manifest_from_bids(source, kind=args.kind, include=args.include, header=args.header)
         if args.repetition_time is not None:
             for record in manifest.records:
                 record.repetition_time = record.repetition_time or args.repetition_time
@@ -113,6 +113,7 @@ def run_convert(args: argparse.Namespace) -> int:
         target_repetition_time=args.target_tr,
         min_length=args.min_length,
         skip_bad=args.skip_bad,
+        header=args.header,
     )
     out = Path(args.out)
     new = not out.exists()
@@ -187,6 +188,7 @@ def run_fingerprint(args: argparse.Namespace) -> int:
             segment_lengths=args.segment_length or (),
             splits_path=args.splits,
             atlas=args.atlas,
+            header=args.header,
         )
         _commit_output_dir(staging, output)
     finally:
@@ -241,7 +243,9 @@ def _run_inference_command(args: argparse.Namespace, kind: str) -> int:
     device = resolve_device(args.device)
     model, processor = load_for_inference(args.model, kind, atlas=args.atlas)
     items = collect_scans(args.input, args.modality, args.repetition_time, atlases=(args.atlas, processor.atlas_file))
-    result = run_inference(model, processor, items, kind, args.batch_size, device, progress=not args.quiet)
+    result = run_inference(
+        model, processor, items, kind, args.batch_size, device, progress=not args.quiet, header=args.header
+    )
     output = Path(args.output)
     for path, reason in result.skipped:
         line = reason if path in reason else f"{path}: {reason}"  # the reason usually names the file already
@@ -319,6 +323,31 @@ def run_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(flag: str):
+    """argparse `type` for a TR flag: the package's one TR rule (seconds, 0.05-30), refused as a usage error."""
+
+    def parse(text: str) -> float:
+        from .data.io import checked_repetition_time
+
+        try:
+            return checked_repetition_time(text, flag, "a TR")
+        except FmriInputError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{flag}: ")) from None
+
+    return parse
+
+
+def _add_header_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--header",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="whether TSV/CSV scans start with a header row; auto: a first row with any non-number, or the column "
+        "numbers 0..V-1 or 1..V, is a header, and a row of other integers above non-integer data is refused "
+        "(default: %(default)s)",
+    )
+
+
 def _add_atlas_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--atlas",
@@ -344,9 +373,13 @@ def _add_inference_arguments(parser: argparse.ArgumentParser, output_help: str) 
         help="manifest rows to use (default: %(default)s)",
     )
     parser.add_argument(
-        "--repetition-time", type=float, default=None, help="TR in seconds for files that carry none (TSV/CSV/NPY)"
+        "--repetition-time",
+        type=_seconds("--repetition-time"),
+        default=None,
+        help="TR in seconds for files that carry none (TSV/CSV/NPY), or whose header TR is implausible",
     )
     _add_atlas_argument(parser)
+    _add_header_argument(parser)
     parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default: %(default)s)")
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda or cuda:N (default: auto, i.e. cuda when available)"
@@ -380,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.add_argument("--out", required=True, help="manifest file to write (.tsv or .csv)")
     manifest.add_argument(
         "--repetition-time",
-        type=float,
+        type=_seconds("--repetition-time"),
         default=None,
         help="TR in seconds for scans whose sidecar or header lacks it (TSV/CSV/NPY series, frame_*.pt folders)",
     )
@@ -404,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GLOB",
         help="only files whose name matches, e.g. '*atlas-Schaefer400*' when derivatives hold several per run",
     )
+    _add_header_argument(manifest)
     manifest.set_defaults(func=run_manifest)
 
     convert = commands.add_parser(
@@ -438,13 +472,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--shard-size-mb", type=float, default=256.0, help="target shard size in MiB (default: %(default)s)"
     )
     convert.add_argument("--window", type=int, default=None, help="frames per row for volumes (default: whole scan)")
-    convert.add_argument("--target-tr", type=float, default=None, help="resample every scan to this TR (seconds)")
+    convert.add_argument(
+        "--target-tr", type=_seconds("--target-tr"), default=None, help="resample every scan to this TR (seconds)"
+    )
     convert.add_argument(
         "--min-length", type=int, default=16, help="fewest frames a scan may have (default: %(default)s)"
     )
     convert.add_argument(
         "--skip-bad", action="store_true", help="skip bad scans (listed in manifest.json) instead of stopping"
     )
+    _add_header_argument(convert)
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(func=run_convert)
 
@@ -545,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifest .tsv/.csv of the scans to identify, or a folder of shards written by `r2tnet convert`",
     )
     _add_atlas_argument(fingerprint)
+    _add_header_argument(fingerprint)
     fingerprint.add_argument("--output", default="fingerprint", help="output folder (default: %(default)s)")
     fingerprint.add_argument(
         "--splits",

@@ -168,8 +168,10 @@ def run_inference(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    header: str = "auto",
 ) -> InferenceResult:
-    """Run `model` over every window of every scan; bad scans are skipped with their reason, never fatal."""
+    """Run `model` over every window of every scan; bad scans are skipped with their reason, never fatal. `header`
+    says whether TSV/CSV scans start with a header row (`"auto"`, `"yes"`, `"no"`; see `FmriProcessor.__call__`)."""
     from tqdm.auto import tqdm
 
     model = model.to(device).eval()
@@ -190,7 +192,7 @@ def run_inference(
 
     for item in tqdm(items, desc=kind, unit="scan", disable=not progress):
         try:
-            batch = processor(item.scan(), repetition_time=item.repetition_time, all_windows=True)
+            batch = processor(item.scan(), repetition_time=item.repetition_time, all_windows=True, header=header)
         except Exception as error:  # a scan that cannot be used (bad input, I/O, memory) is skipped; a bug is raised
             reason = expected_failure_line(error)
             if reason is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from transformers import BatchFeature
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 from transformers.utils import logging
 
-from .data.io import FmriSeries, parcellate, read_atlas, read_series
+from .data.io import TR_HINT, FmriSeries, checked_repetition_time, parcellate, read_atlas, read_series
 from .data.io import parcel_order_hash as compute_parcel_order_hash
 from .errors import FmriInputError, describe_source
 
@@ -115,8 +116,9 @@ class FmriProcessor(FeatureExtractionMixin):
             raise ValueError(f"flat_roi_policy must be one of {FLAT_ROI_POLICIES}, got {flat_roi_policy!r}")
         if crop not in CROP_STRATEGIES:
             raise ValueError(f"crop must be one of {CROP_STRATEGIES}, got {crop!r}")
-        if target_repetition_time is not None and not target_repetition_time > 0:
-            raise ValueError(f"target_repetition_time must be > 0 seconds, got {target_repetition_time}")
+        target_repetition_time = checked_repetition_time(
+            target_repetition_time, "target_repetition_time", "target_repetition_time"
+        )
         if window_length is not None and window_length < 1:
             raise ValueError(f"window_length must be >= 1, got {window_length}")
         if roi_labels is not None:
@@ -140,7 +142,7 @@ class FmriProcessor(FeatureExtractionMixin):
         self.normalization = normalization
         self.flat_roi_policy = flat_roi_policy
         self.flat_threshold = float(flat_threshold)
-        self.target_repetition_time = None if target_repetition_time is None else float(target_repetition_time)
+        self.target_repetition_time = target_repetition_time
         self.window_length = window_length
         self.crop = crop
         self.min_length = int(min_length)
@@ -157,6 +159,7 @@ class FmriProcessor(FeatureExtractionMixin):
         all_windows: bool = False,
         generator: np.random.Generator | None = None,
         return_tensors: str | None = None,
+        header: str = "auto",
     ) -> BatchFeature:
         r"""
         Args:
@@ -174,6 +177,9 @@ class FmriProcessor(FeatureExtractionMixin):
                 naming the scan each row came from.
             generator (`np.random.Generator`, *optional*): randomness for `crop="random"`.
             return_tensors (`str`, *optional*): `"pt"` for torch tensors, `"np"` for numpy arrays.
+            header (`str`, *optional*, defaults to `"auto"`): whether the first row of TSV/CSV files names the columns,
+                `"yes"`, `"no"` or `"auto"` (the rules of `r2tnet_hf.data.io.table_layout`). A property of the data
+                files, not of the model: given per call, never saved in `preprocessor_config.json`.
 
         Returns:
             `BatchFeature` with `fmri_values`, `attention_mask` (1 = real frame), `repetition_time`, and `scan_index`
@@ -196,7 +202,7 @@ class FmriProcessor(FeatureExtractionMixin):
 
         rows, row_trs, scan_index = [], [], []
         for index, (scan, tr) in enumerate(zip(scans, trs)):
-            series = self.prepare(scan, tr, roi_labels=roi_labels)
+            series = self.prepare(scan, tr, roi_labels=roi_labels, header=header)
             if all_windows and self.window_length is not None:
                 windows = self.sliding_windows(series.data)
             else:
@@ -215,23 +221,42 @@ class FmriProcessor(FeatureExtractionMixin):
             data["scan_index"] = np.asarray(scan_index, dtype=np.int64)
         return BatchFeature(data=data, tensor_type=return_tensors)
 
-    def prepare(self, scan, repetition_time: float | None = None, roi_labels: list[str] | None = None) -> FmriSeries:
-        """Load, validate, resample and normalise one scan; no windowing or padding. Returns an `FmriSeries`."""
-        series = self.match_labels(self.load(scan, repetition_time, roi_labels))
-        self.validate(series)
-        series = self.resample(series)
-        if series.num_timepoints < self.min_length:
-            raise FmriInputError.for_source(
-                series.source,
-                expected=f"at least {self.min_length} frames (min_length)",
-                found=f"{series.num_timepoints} frames",
-            )
-        return self.normalize(series)
+    def prepare(
+        self,
+        scan,
+        repetition_time: float | None = None,
+        roi_labels: list[str] | None = None,
+        header: str = "auto",
+    ) -> FmriSeries:
+        """Load, validate, resample and normalise one scan; no windowing or padding. Returns an `FmriSeries`.
+
+        numpy's floating-point warnings are silenced here: what they would warn of (overflow, NaN) is checked and
+        refused in one line instead, so no warning is printed before the error.
+        """
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            series = self.match_labels(self.load(scan, repetition_time, roi_labels, header=header))
+            self.validate(series)
+            series = self.resample(series)
+            if series.num_timepoints < self.min_length:
+                raise FmriInputError.for_source(
+                    series.source,
+                    expected=f"at least {self.min_length} frames (min_length)",
+                    found=f"{series.num_timepoints} frames",
+                )
+            series = self.normalize(series)
+            if not np.isfinite(series.data).all():
+                raise FmriInputError.for_source(
+                    series.source,
+                    expected="values that stay finite when resampled and normalised in float32",
+                    found="non-finite values after resampling or z-scoring (input values too large for float32)",
+                )
+        return series
 
     # ------------------------------------------------------------------ steps
-    def load(self, scan, repetition_time=None, roi_labels=None) -> FmriSeries:
+    def load(self, scan, repetition_time=None, roi_labels=None, header: str = "auto") -> FmriSeries:
         if isinstance(scan, (str, os.PathLike)):
-            series = read_series(Path(scan))
+            series = read_series(Path(scan), header=header)
         elif isinstance(scan, FmriSeries):
             series = FmriSeries(scan.data, scan.repetition_time, scan.roi_labels, scan.source, dict(scan.extra))
         elif torch.is_tensor(scan) or isinstance(scan, np.ndarray):
@@ -244,9 +269,11 @@ class FmriProcessor(FeatureExtractionMixin):
                 None, expected="an array, a tensor or a file path", found=f"{type(scan).__name__}"
             )
         series = self.parcellate(series)
-        series.data = np.asarray(series.data, dtype=np.float32)
+        with np.errstate(all="ignore"):  # values beyond float32 become Inf, refused by `validate`
+            series.data = np.asarray(series.data, dtype=np.float32)
         if roi_labels is not None:
             series.roi_labels = [str(label) for label in roi_labels]
+        repetition_time = checked_repetition_time(repetition_time, series.source, "repetition_time as passed")
         if repetition_time is not None:
             if series.repetition_time is not None and not np.isclose(
                 series.repetition_time, repetition_time, rtol=1e-3
@@ -339,14 +366,13 @@ class FmriProcessor(FeatureExtractionMixin):
                 found=f"{nan_count} NaN and {inf_count} Inf values, first at index {tuple(int(i) for i in bad[0])}",
             )
         tr = series.repetition_time
-        if tr is None or not np.isfinite(tr) or tr <= 0:
+        if tr is None and series.extra.get("repetition_time_error"):
+            raise FmriInputError(series.extra["repetition_time_error"], source=source)  # an implausible header TR
+        if tr is None:
             raise FmriInputError.for_source(
-                source,
-                expected="a repetition time (TR) in seconds > 0",
-                found="none" if tr is None else f"{tr}",
-                hint="give the TR in seconds: a manifest's repetition_time column, a JSON sidecar, --repetition-time, "
-                "or repetition_time=...",
+                source, expected="a repetition time (TR) in seconds > 0", found="none", hint=TR_HINT
             )
+        checked_repetition_time(tr, source, "a repetition time (TR)")
         if series.roi_labels is not None and self.parcel_order_hash is not None:
             found_hash = compute_parcel_order_hash(series.roi_labels)
             if found_hash != self.parcel_order_hash:

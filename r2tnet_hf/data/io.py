@@ -4,13 +4,17 @@ Everything comes back as `FmriSeries` with time on the **last** axis: ROI series
 Tabular and NPY files are time-major on disk (one row per timepoint, as nilearn writes them) and are transposed here,
 explicitly. Errors are `FmriInputError`s naming the file, in this order: missing, empty, unknown type, unreadable,
 wrong dimensionality, missing TR.
+
+Guarantees: text (tables, manifests, sidecars) is UTF-8 with any byte-order mark dropped (`read_text`); a TSV/CSV
+header is found by explicit rules and an ambiguous first row is refused (`table_layout`, `header=`); the size a
+NIfTI/CIFTI/NPY header claims is checked before any allocation (`check_scan_size`, `R2TNET_MAX_SCAN_GB`, default
+16 GiB); every TR follows one rule, seconds within 0.05-30 (`checked_repetition_time`).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import logging
 import os
 import re
 import warnings
@@ -20,8 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FmriInputError
-
-logger = logging.getLogger(__name__)
 
 TABULAR_SUFFIXES = {".tsv": "\t", ".csv": ","}
 CIFTI_SERIES_SUFFIXES = (".dtseries.nii", ".ptseries.nii")
@@ -53,13 +55,17 @@ def parcel_order_hash(labels) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_series(path: str | os.PathLike) -> FmriSeries:
+def read_series(path: str | os.PathLike, header: str = "auto") -> FmriSeries:
     """Read one fMRI file into an `FmriSeries` (time last); the type is chosen by the file name.
 
     Supported: `.tsv`/`.csv` (rows = timepoints, optional header of ROI names), `.npy` (`(T, V)`),
     CIFTI-2 `.dtseries.nii`/`.ptseries.nii` (TR from the series axis), NIfTI-1/2 `.nii`/`.nii.gz` 4-D volumes (TR from
     the header), returned as `(1, H, W, D, T)`, and folders of `frame_<t>.pt` files (the R2T-Net layout; no TR).
+
+    `header` (`"auto"`, `"yes"`, `"no"`) says whether a TSV/CSV's first row is a header; see `table_layout`. Header
+    sizes are checked before any data is read (`check_scan_size`); header TRs follow `checked_repetition_time`.
     """
+    _check_header_choice(header)
     path = Path(path)
     if not path.exists():
         raise FmriInputError.for_source(path, expected="an existing file", found="no such file")
@@ -71,7 +77,7 @@ def read_series(path: str | os.PathLike) -> FmriSeries:
         raise FmriInputError.for_source(path, expected="fMRI data", found="an empty file (0 bytes)")
     name = path.name.lower()
     if path.suffix.lower() in TABULAR_SUFFIXES:
-        return read_table(path)
+        return read_table(path, header)
     if name.endswith(".npy"):
         return read_npy(path)
     if name.endswith(CIFTI_SERIES_SUFFIXES):
@@ -97,56 +103,207 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_table(path: Path) -> FmriSeries:
-    """TSV/CSV with one row per timepoint and one column per ROI; a first row with any non-number is a header."""
-    delimiter = TABULAR_SUFFIXES[path.suffix.lower()]
+# ------------------------------------------------------------------ text files (tables, manifests, sidecars)
+def read_text(path: str | os.PathLike, what: str = "a text file") -> str:
+    """The text of a file as UTF-8, a byte-order mark dropped (`utf-8-sig`); other encodings are refused in one line."""
+    path = Path(path)
+    raw = path.read_bytes()
     try:
-        with open(path, encoding="utf-8") as handle:
-            first = handle.readline().rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise FmriInputError.for_source(path, expected="a text table", found="binary content") from None
-    cells = first.split(delimiter)
-    has_header = not all(_is_number(cell) for cell in cells)
-    labels = [cell.strip() for cell in cells] if has_header else None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below, by name
-            values = np.loadtxt(
-                path,
-                delimiter=delimiter,
-                skiprows=int(has_header),
-                dtype=np.float32,
-                ndmin=2,
-                converters=lambda text: float("nan") if text.strip().lower() in {"n/a", ""} else float(text),
-            )
-    except ValueError as error:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
         raise FmriInputError.for_source(
-            path, expected="a numeric table (rows = timepoints, columns = ROIs)", found=f"unparsable content: {error}"
+            path,
+            expected=f"{what} in UTF-8",
+            found=f"bytes that are not UTF-8 (0x{raw[error.start]:02x} at byte {error.start})",
+            hint="save the file as UTF-8",
         ) from None
-    if values.size == 0:
+
+
+HEADER_CHOICES = ("auto", "yes", "no")
+HEADER_HINT = "say whether the first row names the columns: --header yes or --header no, or FmriProcessor header="
+_INTEGER = re.compile(r"[+-]?\d+")
+_INTEGER_TEXT = re.compile(r"[0-9+\-\s,]*")
+
+
+@dataclass
+class TableLayout:
+    """How a TSV/CSV splits into a header and data rows (see `table_layout`)."""
+
+    header: str  # "names", "column numbers" or "none"
+    labels: list[str] | None  # ROI names from the header ("names" only)
+    data_lines: list[str]
+    columns: int | None = None  # cells in the header, when there is one
+
+
+def _check_header_choice(header: str) -> str:
+    if header not in HEADER_CHOICES:
+        raise FmriInputError.for_source("header", expected=f"one of {', '.join(HEADER_CHOICES)}", found=repr(header))
+    return header
+
+
+def _is_column_numbers(cells: list[str]) -> bool:
+    if len(cells) < 2 or not all(_INTEGER.fullmatch(cell) for cell in cells):
+        return False
+    numbers = [int(cell) for cell in cells]
+    return numbers in (list(range(len(cells))), list(range(1, len(cells) + 1)))
+
+
+def table_layout(path: str | os.PathLike, header: str = "auto") -> TableLayout:
+    """Split a TSV/CSV into its header and data rows, by these rules (blank lines and `#` lines are skipped):
+
+    - `header="yes"`: the first row is a header; `header="no"`: it is data.
+    - `header="auto"`: a first row with any cell that is not a number is a header of ROI names. A first row of
+      integers `0 … V-1` or `1 … V` (in order, V ≥ 2; what `pandas.DataFrame.to_csv` writes for unnamed columns) is a
+      header of column numbers. A first row of other integers while the data rows are not all integers is ambiguous
+      (atlas keys, or a frame?) and refused, naming `--header yes|no`. Any other numeric first row is data.
+
+    A header of column numbers carries no ROI names, so no parcel order is checked for it (as for a headerless file).
+    The text is read as UTF-8, a byte-order mark dropped.
+    """
+    path = Path(path)
+    _check_header_choice(header)
+    delimiter = TABULAR_SUFFIXES[path.suffix.lower()]
+    lines = [line for line in read_text(path, "a text table").splitlines() if line.strip() and not line.startswith("#")]
+    if not lines:
+        raise FmriInputError.for_source(path, expected="at least one timepoint row", found="no rows")
+    cells = [cell.strip().strip('"').strip() for cell in lines[0].split(delimiter)]
+    numeric = all(_is_number(cell) for cell in cells)
+    if header == "no" or (header == "auto" and numeric and not _is_column_numbers(cells)):
+        if header == "auto" and all(_INTEGER.fullmatch(cell) for cell in cells):
+            rest = "\n".join(lines[1:])
+            if not _INTEGER_TEXT.fullmatch(rest.replace(delimiter, ",")):
+                raise FmriInputError.for_source(
+                    path,
+                    expected="a first row that is clearly a header or clearly data",
+                    found=f"a first row of integers ({', '.join(cells[:4])}{', ...' if len(cells) > 4 else ''}) "
+                    "above rows of non-integer values",
+                    hint=HEADER_HINT,
+                )
+        return TableLayout("none", None, lines)
+    if numeric and _is_column_numbers(cells):
+        return TableLayout("column numbers", None, lines[1:], len(cells))
+    return TableLayout("names", cells, lines[1:], len(cells))
+
+
+def read_table(path: Path, header: str = "auto") -> FmriSeries:
+    """TSV/CSV with one row per timepoint and one column per ROI; the header is found by `table_layout`'s rules."""
+    delimiter = TABULAR_SUFFIXES[path.suffix.lower()]
+    layout = table_layout(path, header)
+    if not layout.data_lines:
         raise FmriInputError.for_source(path, expected="at least one timepoint row", found="a header and no data")
-    if labels is not None and len(labels) != values.shape[1]:
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")  # numpy's warnings would print before the error line
+            values = np.loadtxt(
+                layout.data_lines,
+                delimiter=delimiter,
+                dtype=np.float64,
+                ndmin=2,
+                comments="#",
+                converters=lambda text: float("nan") if text.strip().lower() in {"n/a", ""} else float(text),
+            ).astype(np.float32)
+    except ValueError as error:
+        hint = HEADER_HINT if layout.header == "none" and header == "no" else None
         raise FmriInputError.for_source(
-            path, expected=f"{len(labels)} columns as in the header", found=f"{values.shape[1]} columns of data"
+            path,
+            expected="a numeric table (rows = timepoints, columns = ROIs)",
+            found=f"unparsable content: {error}",
+            hint=hint,
+        ) from None
+    if layout.columns is not None and layout.columns != values.shape[1]:
+        raise FmriInputError.for_source(
+            path, expected=f"{layout.columns} columns as in the header", found=f"{values.shape[1]} columns of data"
         )
-    return FmriSeries(data=np.ascontiguousarray(values.T), roi_labels=labels, source=str(path))
+    return FmriSeries(
+        data=np.ascontiguousarray(values.T), roi_labels=layout.labels, source=str(path), extra={"header": layout.header}
+    )
+
+
+# ------------------------------------------------------------------ size guard
+MAX_SCAN_GB_ENV = "R2TNET_MAX_SCAN_GB"
+DEFAULT_MAX_SCAN_GB = 16.0
+
+
+def max_scan_gib() -> float:
+    """The most memory one scan may claim, in GiB: `R2TNET_MAX_SCAN_GB` (default 16)."""
+    text = os.environ.get(MAX_SCAN_GB_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_SCAN_GB
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value > 0 and np.isfinite(value)):
+        raise FmriInputError.for_source(MAX_SCAN_GB_ENV, expected="a size in GiB > 0", found=repr(text))
+    return value
+
+
+def check_scan_size(path, shape, dtype, data_offset: int | None = None) -> None:
+    """Refuse, before any allocation, a header whose shape × dtype exceeds `max_scan_gib()` (counting the float32
+    copy the readers make), or, for an uncompressed file (`data_offset` given), claims more bytes than it holds."""
+    dtype = np.dtype(dtype)
+    elements = 1
+    for size in shape:
+        elements *= int(size)
+    needed = elements * max(dtype.itemsize, 4)
+    limit = max_scan_gib()
+    if needed > limit * 2**30:
+        raise FmriInputError.for_source(
+            path,
+            expected=f"a scan of at most {limit:g} GiB in memory",
+            found=f"a header claiming shape {tuple(int(n) for n in shape)} {dtype}, {needed / 2**30:.4g} GiB",
+            hint=f"if the file is real, raise the limit: {MAX_SCAN_GB_ENV}=<GiB>",
+        )
+    if data_offset is not None:
+        stored, available = elements * dtype.itemsize, os.path.getsize(path) - data_offset
+        if stored > available:
+            raise FmriInputError.for_source(
+                path,
+                expected=f"{stored} bytes of data as the header's shape {tuple(int(n) for n in shape)} {dtype} implies",
+                found=f"{max(available, 0)} bytes (a truncated file)",
+            )
+
+
+def _npy_header(path: Path):
+    """`(shape, fortran_order, dtype, data_offset)` from a .npy header, without reading the data."""
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as handle:
+            version = npy_format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = npy_format.read_array_header_1_0(handle)
+            else:
+                shape, fortran, dtype = npy_format.read_array_header_2_0(handle)
+            return shape, fortran, dtype, handle.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as error:
+        raise FmriInputError.for_source(
+            path, expected="a numeric .npy array", found=f"an unreadable file (header: {' '.join(str(error).split())})"
+        ) from None
 
 
 def read_npy(path: Path) -> FmriSeries:
-    """NPY array `(T, V)`, time-major like the tables. Pickled object arrays are refused."""
+    """NPY array `(T, V)`, time-major like the tables. Pickled object arrays are refused; the header's size is checked
+    before anything is read."""
+    shape, _, dtype, offset = _npy_header(path)
+    if dtype.hasobject or not np.issubdtype(dtype, np.number):
+        raise FmriInputError.for_source(path, expected="a numeric array", found=f"dtype {dtype}")
+    if len(shape) != 2:
+        raise FmriInputError.for_source(
+            path, expected="a 2-D array (timepoints, ROIs)", found=f"{len(shape)}-D {tuple(shape)}"
+        )
+    check_scan_size(path, shape, dtype, data_offset=offset)
     try:
         values = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
         raise FmriInputError.for_source(
             path, expected="a numeric .npy array", found=f"an unreadable file ({error})"
         ) from None
-    if values.ndim != 2:
-        raise FmriInputError.for_source(
-            path, expected="a 2-D array (timepoints, ROIs)", found=f"{values.ndim}-D {tuple(values.shape)}"
-        )
-    if not np.issubdtype(values.dtype, np.number):
-        raise FmriInputError.for_source(path, expected="a numeric array", found=f"dtype {values.dtype}")
-    return FmriSeries(data=np.ascontiguousarray(values.T, dtype=np.float32), source=str(path))
+    if np.iscomplexobj(values):
+        raise FmriInputError.for_source(path, expected="a real numeric array", found=f"dtype {values.dtype}")
+    with np.errstate(all="ignore"):
+        data = np.ascontiguousarray(values.T, dtype=np.float32)
+    return FmriSeries(data=data, source=str(path))
 
 
 def _load_nibabel(path: Path, kind: str):
@@ -191,48 +348,116 @@ def read_cifti_series(path: Path) -> FmriSeries:
     unit = str(time_axis.unit).upper()
     if unit not in {"SECOND", "SEC"}:
         raise FmriInputError.for_source(path, expected="a series axis in seconds", found=f"unit {unit}")
+    check_scan_size(path, image.shape, image.get_data_dtype())
     try:
-        values = np.asarray(image.dataobj, dtype=np.float32)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            values = np.asarray(image.dataobj, dtype=np.float32)
     except (OSError, ValueError, EOFError) as error:
         raise FmriInputError.for_source(path, expected="readable CIFTI-2 data", found=str(error)) from None
-    return FmriSeries(
-        data=np.ascontiguousarray(values.T),
-        repetition_time=step if step > 0 else None,
-        roi_labels=labels,
-        source=str(path),
-    )
+    series = FmriSeries(data=np.ascontiguousarray(values.T), roi_labels=labels, source=str(path))
+    return _with_header_repetition_time(series, step, "the series axis step (seconds)")
 
 
 NIFTI_TIME_UNITS_TO_SECONDS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
-MAX_PLAUSIBLE_TR_SECONDS = 100.0
+# One rule for every TR that enters the package (manifest, flags, FmriProcessor, NIfTI/CIFTI headers, JSON sidecars):
+# seconds, within this range. Outside it the value is refused with the likely fix (800 → "write 0.8").
+MIN_TR_SECONDS, MAX_TR_SECONDS = 0.05, 30.0
+TR_HINT = (
+    "give the TR in seconds (a manifest's repetition_time column, a JSON sidecar, --repetition-time, repetition_time=)"
+)
+
+
+def repetition_time_problem(value: float) -> tuple[str, str | None] | None:
+    """`(found, hint)` when a TR in seconds is implausible, else `None`."""
+    if not np.isfinite(value) or value <= 0:
+        return f"{value:g}", None
+    if value > MAX_TR_SECONDS:
+        if MIN_TR_SECONDS <= value / 1000 <= MAX_TR_SECONDS:
+            return f"{value:g}", f"{value:g} looks like milliseconds: write {value / 1000:g}"
+        return f"{value:g}", None
+    if value < MIN_TR_SECONDS:
+        return f"{value:g}", "TRs are written in seconds"
+    return None
+
+
+def checked_repetition_time(value, source, what: str = "repetition_time") -> float | None:
+    """`value` as a TR in seconds (`None` stays `None`), or a one-line `FmriInputError` naming `source`: not a number,
+    not > 0, or outside the plausible 0.05-30 s (with the fix, e.g. "800 looks like milliseconds: write 0.8")."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise FmriInputError.for_source(
+            source, expected=f"{what} in seconds (a number)", found=repr(value), hint=TR_HINT
+        ) from None
+    if not (np.isfinite(seconds) and seconds > 0):
+        raise FmriInputError.for_source(source, expected=f"{what} in seconds > 0", found=f"{seconds}", hint=TR_HINT)
+    problem = repetition_time_problem(seconds)
+    if problem is not None:
+        found, hint = problem
+        raise FmriInputError.for_source(
+            source,
+            expected=f"{what} in seconds between {MIN_TR_SECONDS:g} and {MAX_TR_SECONDS:g}",
+            found=found,
+            hint=hint,
+        )
+    return seconds
+
+
+def _with_header_repetition_time(series: FmriSeries, seconds: float, what: str) -> FmriSeries:
+    """Set a TR read from a file header. An implausible one is not used: the series gets no TR and the reason, which
+    `FmriProcessor` raises unless a TR is passed explicitly (manifest, --repetition-time, repetition_time=)."""
+    if seconds <= 0 or not np.isfinite(seconds):
+        return series  # no TR in the header: the manifest or a flag must give it
+    problem = repetition_time_problem(seconds)
+    if problem is None:
+        series.repetition_time = seconds
+        return series
+    found, hint = problem
+    hint = f"{hint}; " if hint else ""
+    series.extra["repetition_time_error"] = str(
+        FmriInputError.for_source(
+            series.source,
+            expected=f"{what} between {MIN_TR_SECONDS:g} and {MAX_TR_SECONDS:g} s",
+            found=found,
+            hint=f"{hint}a TR passed in seconds (a manifest's repetition_time column, --repetition-time or "
+            "repetition_time=) is used instead of the header; or fix the header",
+        )
+    )
+    return series
 
 
 def read_nifti(path: Path) -> FmriSeries:
-    """NIfTI-1/2 4-D volume `(H, W, D, T)` → `(1, H, W, D, T)`; TR from the header's fourth zoom and time unit."""
+    """NIfTI-1/2 4-D volume `(H, W, D, T)` → `(1, H, W, D, T)`; TR from the header's fourth zoom and time unit.
+
+    'msec'/'usec' TRs are converted to seconds; 'sec' and 'unknown' are taken as seconds. A header TR outside
+    0.05-30 s (e.g. nibabel's example4d, 2000 'sec', which holds milliseconds) is not used: the scan then needs its TR
+    passed explicitly (see `checked_repetition_time`).
+    """
     image = _load_nibabel(path, "NIfTI")
     if len(image.shape) != 4:
         raise FmriInputError.for_source(
             path, expected="4-D (x, y, z, t)", found=f"{len(image.shape)}-D {tuple(image.shape)}"
         )
+    offset = None
+    if not path.name.lower().endswith(".gz"):
+        offset = int(getattr(image.dataobj, "offset", 0) or 0) or None
+    check_scan_size(path, image.shape, image.get_data_dtype(), data_offset=offset)
     zoom = float(image.header.get_zooms()[3])
     time_unit = image.header.get_xyzt_units()[1]
     scale = NIFTI_TIME_UNITS_TO_SECONDS.get(time_unit, 1.0)  # 'unknown' is taken as seconds, the common default
-    if scale == 1.0 and zoom > MAX_PLAUSIBLE_TR_SECONDS:
-        # A TR of minutes is not fMRI: such headers (e.g. nibabel's example4d, 2000 'sec') hold milliseconds.
-        logger.warning(f"{path}: header TR {zoom:g} {time_unit} is implausible; reading it as {zoom:g} ms")
-        scale = 1e-3
     try:
-        values = np.asarray(image.dataobj, dtype=np.float32)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            values = np.asarray(image.dataobj, dtype=np.float32)
     except (OSError, ValueError, EOFError, gzip.BadGzipFile) as error:
         raise FmriInputError.for_source(
             path, expected="readable NIfTI data", found=f"{type(error).__name__}: {error}"
         ) from None
-    return FmriSeries(
-        data=values[np.newaxis],
-        repetition_time=zoom * scale if zoom > 0 else None,
-        source=str(path),
-        extra={"affine": np.asarray(image.affine)},
-    )
+    series = FmriSeries(data=values[np.newaxis], source=str(path), extra={"affine": np.asarray(image.affine)})
+    return _with_header_repetition_time(series, zoom * scale, f"a header TR (pixdim[4] {zoom:g}, unit '{time_unit}')")
 
 
 FRAME_NAME = re.compile(r"^frame_(\d+)\.pt$")
@@ -264,10 +489,15 @@ def read_frames_dir(folder: Path) -> FmriSeries:
         if path.stat().st_size == 0:
             raise FmriInputError.for_source(path, expected="a (C, H, W, D) tensor", found="an empty file (0 bytes)")
         try:
-            frame = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": the error line says it all
+                frame = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises several types on corrupt or pickled content
-            reason = " ".join(str(error).split())[:200]
-            raise FmriInputError.for_source(path, expected="a tensor saved with torch.save", found=reason) from None
+            raise FmriInputError.for_source(
+                path,
+                expected="a tensor saved with torch.save that loads with weights_only=True",
+                found=_torch_load_reason(error),
+            ) from None
         if not torch.is_tensor(frame) or frame.ndim != 4:
             found = f"{frame.ndim}-D {tuple(frame.shape)}" if torch.is_tensor(frame) else type(frame).__name__
             raise FmriInputError.for_source(path, expected="a 4-D (C, H, W, D) tensor", found=found)
@@ -278,6 +508,44 @@ def read_frames_dir(folder: Path) -> FmriSeries:
         shape = tuple(frame.shape)
         volumes.append(frame.float().numpy())
     return FmriSeries(data=np.stack(volumes, axis=-1), source=str(folder))
+
+
+def _torch_load_reason(error: Exception) -> str:
+    """A complete, one-line account of why `torch.load(weights_only=True)` failed (torch's own text is a page)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        detail = " ".join(detail.split()).rstrip(".")
+        return f"a pickle that needs more than tensors to load ({detail})"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    return f"{type(error).__name__}: {first}"
+
+
+# ------------------------------------------------------------------ frame counts (the manifest's num_frames)
+def count_frames(path: str | os.PathLike, header: str = "auto") -> int:
+    """Frames in a scan, read cheaply: NIfTI/CIFTI from the header shape (no data read), NPY from its header, TSV/CSV
+    by counting data rows after `table_layout`'s header rule, a `frame_<t>.pt` folder by counting its files."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(1 for p in path.glob("frame_*.pt") if FRAME_NAME.match(p.name))
+    if not path.is_file() or path.stat().st_size == 0:
+        raise FmriInputError.for_source(path, expected="a scan file", found="no such file or an empty file")
+    name = path.name.lower()
+    if path.suffix.lower() in TABULAR_SUFFIXES:
+        return len(table_layout(path, header).data_lines)
+    if name.endswith(".npy"):
+        shape = _npy_header(path)[0]
+        if len(shape) != 2:
+            raise FmriInputError.for_source(path, expected="a 2-D array (timepoints, ROIs)", found=f"shape {shape}")
+        return int(shape[0])
+    if name.endswith(CIFTI_SERIES_SUFFIXES):
+        return int(_load_nibabel(path, "CIFTI-2").shape[0])
+    if name.endswith(NIFTI_SUFFIXES):
+        shape = _load_nibabel(path, "NIfTI").shape
+        if len(shape) != 4:
+            raise FmriInputError.for_source(path, expected="4-D (x, y, z, t)", found=f"{len(shape)}-D {shape}")
+        return int(shape[3])
+    raise FmriInputError.for_source(path, expected="a scan file", found=f"an unknown file type {path.suffix!r}")
 
 
 @dataclass
@@ -360,7 +628,7 @@ def read_atlas(path: str | os.PathLike) -> Atlas:
 def _label_names_beside(table: Path) -> dict[int, str]:
     if not table.is_file():
         return {}
-    lines = [line.split("\t") for line in table.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line.split("\t") for line in read_text(table, "a label table").splitlines() if line.strip()]
     header = [cell.strip().lower() for cell in lines[0]]
     if "index" not in header or "name" not in header:
         raise FmriInputError.for_source(table, expected="columns 'index' and 'name'", found=f"columns {lines[0]}")

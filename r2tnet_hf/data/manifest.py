@@ -1,13 +1,15 @@
 """Manifests: one row per scan, the way every user's data reaches the package.
 
 Columns: `subject`, `session`, `modality` (`rest` | `task`), `task`, `path` (relative paths are relative to the
-manifest's folder), and `repetition_time` (seconds) when the file lacks it. Every other column is a phenotype.
-Manifests are CSV or TSV, chosen by the file name; they are written atomically.
+manifest's folder), `repetition_time` (seconds) when the file lacks it, and `num_frames` (frames in the scan, which
+`r2tnet manifest` writes and `r2tnet convert` checks each scan against). Every other column is a phenotype.
+Manifests are CSV or TSV in UTF-8 (a byte-order mark is dropped), chosen by the file name; they are written atomically.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -16,8 +18,10 @@ from pathlib import Path
 
 from ..errors import FmriInputError
 from ..utils import atomic_write_text
+from .io import checked_repetition_time, count_frames, read_text
 
 REQUIRED_COLUMNS = ("subject", "session", "modality", "task", "path")
+KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "repetition_time", "num_frames")  # everything else is a phenotype
 MODALITIES = ("rest", "task")
 MISSING = {"", "n/a", "na", "nan"}
 REST_TASKS = {"rest", "resting", "restingstate"}
@@ -35,6 +39,7 @@ class ScanRecord:
     repetition_time: float | None = None
     phenotypes: dict[str, str] = field(default_factory=dict)
     index: int = 0
+    num_frames: int | None = None
 
 
 @dataclass
@@ -66,54 +71,65 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         raise FmriInputError.for_source(path, expected="a manifest file", found="no such file")
     if path.suffix.lower() not in (".tsv", ".csv"):
         raise FmriInputError.for_source(path, expected="a .tsv or .csv manifest", found=f"{path.suffix or 'no suffix'}")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter=_delimiter(path))
-        columns = [column.strip() for column in (reader.fieldnames or [])]
-        missing = [column for column in REQUIRED_COLUMNS if column not in columns]
-        if missing:
-            raise FmriInputError.for_source(
-                path, expected=f"columns {', '.join(REQUIRED_COLUMNS)}", found=f"no {', '.join(missing)} column"
-            )
-        phenotype_columns = [c for c in columns if c not in (*REQUIRED_COLUMNS, "repetition_time")]
-        records, seen = [], {}
-        for index, raw in enumerate(reader):
-            row = {key.strip(): (value or "").strip() for key, value in raw.items() if key is not None}
-            where = f"{path} row {index + 2}"
-            for column in ("subject", "session", "modality", "path"):
-                if not row.get(column):
-                    raise FmriInputError.for_source(where, expected=f"a {column}", found="an empty cell")
-            if row["modality"] not in MODALITIES:
-                raise FmriInputError.for_source(where, expected="modality rest or task", found=repr(row["modality"]))
-            repetition_time = None
-            if row.get("repetition_time", "").lower() not in MISSING:
-                try:
-                    repetition_time = float(row["repetition_time"])
-                except ValueError:
-                    repetition_time = -1.0
-                if not repetition_time > 0:
-                    raise FmriInputError.for_source(
-                        where, expected="repetition_time in seconds > 0", found=repr(row["repetition_time"])
-                    )
-            if row["path"] in seen:
+    text = read_text(path, "a manifest")
+    try:
+        return _parse_manifest(path, text)
+    except csv.Error as error:
+        raise FmriInputError.for_source(
+            path, expected="a CSV/TSV manifest", found=f"unreadable text ({error})"
+        ) from None
+
+
+def _parse_manifest(path: Path, text: str) -> Manifest:
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(path))
+    columns = [column.strip() for column in (reader.fieldnames or [])]
+    missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+    if missing:
+        raise FmriInputError.for_source(
+            path, expected=f"columns {', '.join(REQUIRED_COLUMNS)}", found=f"no {', '.join(missing)} column"
+        )
+    phenotype_columns = [c for c in columns if c not in KNOWN_COLUMNS]
+    records, seen = [], {}
+    for index, raw in enumerate(reader):
+        row = {key.strip(): (value or "").strip() for key, value in raw.items() if key is not None}
+        where = f"{path} row {index + 2}"
+        for column in ("subject", "session", "modality", "path"):
+            if not row.get(column):
+                raise FmriInputError.for_source(where, expected=f"a {column}", found="an empty cell")
+        if row["modality"] not in MODALITIES:
+            raise FmriInputError.for_source(where, expected="modality rest or task", found=repr(row["modality"]))
+        repetition_time = None
+        if row.get("repetition_time", "").lower() not in MISSING:
+            repetition_time = checked_repetition_time(row["repetition_time"], where, "repetition_time")
+        num_frames = None
+        if row.get("num_frames", "").lower() not in MISSING:
+            text = row["num_frames"]
+            if not text.isdigit() or int(text) < 1:
                 raise FmriInputError.for_source(
-                    where,
-                    expected="each path once",
-                    found=f"{row['path']} again (first on row {seen[row['path']] + 2})",
+                    where, expected="num_frames, a whole number of frames >= 1", found=repr(text)
                 )
-            seen[row["path"]] = index
-            phenotypes = {column: row.get(column, "") for column in phenotype_columns}
-            records.append(
-                ScanRecord(
-                    row["subject"],
-                    row["session"],
-                    row["modality"],
-                    row.get("task", ""),
-                    row["path"],
-                    repetition_time,
-                    phenotypes,
-                    index,
-                )
+            num_frames = int(text)
+        if row["path"] in seen:
+            raise FmriInputError.for_source(
+                where,
+                expected="each path once",
+                found=f"{row['path']} again (first on row {seen[row['path']] + 2})",
             )
+        seen[row["path"]] = index
+        phenotypes = {column: row.get(column, "") for column in phenotype_columns}
+        records.append(
+            ScanRecord(
+                row["subject"],
+                row["session"],
+                row["modality"],
+                row.get("task", ""),
+                row["path"],
+                repetition_time,
+                phenotypes,
+                index,
+                num_frames,
+            )
+        )
     if not records:
         raise FmriInputError.for_source(path, expected="at least one scan row", found="none")
     return Manifest(records, phenotype_columns, path)
@@ -122,7 +138,8 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
 def write_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
     """Write a manifest (TSV or CSV by the name) atomically. Paths are written as they are in the records."""
     path = Path(path)
-    columns = [*REQUIRED_COLUMNS, "repetition_time", *manifest.phenotype_columns]
+    frames = any(record.num_frames is not None for record in manifest.records)
+    columns = [*REQUIRED_COLUMNS, "repetition_time", *(["num_frames"] if frames else []), *manifest.phenotype_columns]
     delimiter = _delimiter(path)
     lines = [delimiter.join(columns)]
     for record in manifest.records:
@@ -134,6 +151,8 @@ def write_manifest(manifest: Manifest, path: str | os.PathLike) -> None:
             record.path,
             "" if record.repetition_time is None else f"{record.repetition_time:g}",
         ]
+        if frames:
+            cells.append("" if record.num_frames is None else str(record.num_frames))
         cells += [record.phenotypes.get(column, "") for column in manifest.phenotype_columns]
         if any(delimiter in cell or "\n" in cell for cell in cells):
             raise FmriInputError.for_source(path, expected=f"cells without {delimiter!r}", found=f"{cells}")
@@ -162,13 +181,14 @@ def _bids_repetition_time(root: Path, image: Path, task: str) -> float | None:
     for candidate in candidates:
         if candidate.is_file():
             try:
-                value = json.loads(candidate.read_text(encoding="utf-8")).get("RepetitionTime")
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                sidecar = json.loads(read_text(candidate, "a JSON sidecar"))
+            except json.JSONDecodeError as error:
                 raise FmriInputError.for_source(
                     candidate, expected="a JSON sidecar", found=f"invalid JSON ({error})"
                 ) from None
+            value = sidecar.get("RepetitionTime") if isinstance(sidecar, dict) else None
             if value is not None:
-                return float(value)
+                return checked_repetition_time(value, candidate, "RepetitionTime")
     return None
 
 
@@ -204,7 +224,18 @@ def _find_bids_files(root: Path, kind: str, include: str | None) -> list[Path]:
     return files
 
 
-def manifest_from_bids(root: str | os.PathLike, kind: str = "auto", include: str | None = None) -> Manifest:
+def _frames_or_none(path: Path, header: str) -> int | None:
+    """The scan's frame count for the manifest's `num_frames`; `None` (a blank cell) when the file cannot be read
+    cheaply, which `convert` then reports for that scan alone."""
+    try:
+        return count_frames(path, header)
+    except (FmriInputError, OSError):
+        return None
+
+
+def manifest_from_bids(
+    root: str | os.PathLike, kind: str = "auto", include: str | None = None, header: str = "auto"
+) -> Manifest:
     """Discover the scans of a BIDS, fMRIPrep or derivatives folder.
 
     `kind`: `"volume"` finds `sub-*/[ses-*/]func/*_bold.nii[.gz]` and `*.dtseries.nii`; `"roi"` finds ROI series
@@ -214,7 +245,8 @@ def manifest_from_bids(root: str | os.PathLike, kind: str = "auto", include: str
     same subject, session, run and task are refused, naming both. `task-rest` (or `resting`, `restingstate`) is rest,
     every other task is task. The session is the `ses-` label (`1` without one), with `_run-<n>` appended when there
     are runs. TR comes from the JSON sidecars when present (else from the header, or `--repetition-time`).
-    `participants.tsv` columns become phenotypes.
+    `participants.tsv` columns become phenotypes. `num_frames` is read from each file's header (NIfTI, CIFTI, NPY) or
+    by counting data rows (TSV/CSV, with `header` as in `r2tnet_hf.data.io.table_layout`); blank when unreadable.
     """
     root = Path(root)
     if not root.is_dir():
@@ -252,6 +284,7 @@ def manifest_from_bids(root: str | os.PathLike, kind: str = "auto", include: str
                 repetition_time=_bids_repetition_time(root, image, task),
                 phenotypes=dict(participants.get(subject, {})),
                 index=index,
+                num_frames=_frames_or_none(image, header),
             )
         )
     return Manifest(records, phenotype_columns, root / "manifest.tsv")
@@ -260,7 +293,7 @@ def manifest_from_bids(root: str | os.PathLike, kind: str = "auto", include: str
 def _read_participants(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
-    with open(path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(path, "a participants table"), newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
         if "participant_id" not in (reader.fieldnames or []):
             raise FmriInputError.for_source(path, expected="a participant_id column", found=f"{reader.fieldnames}")
@@ -286,8 +319,19 @@ def manifest_from_frames(
         raise FmriInputError.for_source(root, expected="img/<subject>/frame_<t>.pt folders", found="none")
     if modality not in MODALITIES:
         raise ValueError(f"modality must be rest or task, got {modality!r}")
+    repetition_time = checked_repetition_time(repetition_time, "--repetition-time", "repetition_time")
     records = [
-        ScanRecord(p.name, "1", modality, task, p.relative_to(root).as_posix(), repetition_time, {}, index)
+        ScanRecord(
+            p.name,
+            "1",
+            modality,
+            task,
+            p.relative_to(root).as_posix(),
+            repetition_time,
+            {},
+            index,
+            _frames_or_none(p, "auto"),
+        )
         for index, p in enumerate(subjects)
     ]
     return Manifest(records, [], root / "manifest.tsv")

@@ -62,6 +62,7 @@ class ConvertOptions:
     target_repetition_time: float | None = None
     min_length: int = 16
     skip_bad: bool = False
+    header: str = "auto"  # whether TSV/CSV scans start with a header row: "auto", "yes" or "no" (data.io.table_layout)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -241,7 +242,16 @@ def _prepare(
     processor: FmriProcessor | None,
     options: ConvertOptions,
 ):
-    series = read_series(manifest.resolve(record))
+    path = manifest.resolve(record)
+    series = read_series(path, header=options.header)
+    if record.num_frames is not None and series.num_timepoints != record.num_frames:
+        raise FmriInputError.for_source(
+            path,
+            expected=f"{record.num_frames} frames (the manifest's num_frames)",
+            found=f"{series.num_timepoints} frames",
+            hint="a header row read as data, or the reverse? pass --header yes or --header no; else correct "
+            "num_frames or the file",
+        )
     if atlas is not None:
         series = parcellate(series, atlas)
     if processor is None:
@@ -276,6 +286,7 @@ def convert(
         raise FmriInputError.for_source(
             out_dir, expected="an empty folder or a previous convert output", found="other files"
         )
+    _remove_orphaned_temporaries(out_dir)
     if final.exists():
         done = json.loads(final.read_text())
         if done.get("fingerprint") == fingerprint:
@@ -377,10 +388,29 @@ def _commit_shard(writer, journal, state_dir, next_scan, skipped, pending_skippe
     _write_journal(state_dir, journal)
 
 
+# What `atomic_path` leaves behind when a run is killed mid-write: `.<name>.<random>.tmp` beside each output.
+ORPHAN_PATTERNS = (
+    ".shard-*.parquet.*.tmp",
+    ".manifest.json.*.tmp",
+    ".README.md.*.tmp",
+    ".preprocessor_config.json.*.tmp",
+)
+
+
+def _remove_orphaned_temporaries(out_dir: Path) -> None:
+    """Remove the temporary files of a killed run (never a finished output: those have no leading dot)."""
+    for folder in (out_dir, out_dir / STATE_DIR):
+        if folder.is_dir():
+            for pattern in (*ORPHAN_PATTERNS, ".journal.json.*.tmp"):
+                for path in folder.glob(pattern):
+                    path.unlink(missing_ok=True)
+
+
 def _remove_outputs(out_dir: Path) -> None:
     """Remove what `convert` writes (and nothing else) from `out_dir`."""
     if not out_dir.exists():
         return
+    _remove_orphaned_temporaries(out_dir)
     for path in out_dir.glob("shard-*.parquet"):
         path.unlink()
     for name in ("manifest.json", "README.md", "preprocessor_config.json"):

@@ -183,8 +183,11 @@ def run_fingerprint_evaluation(
     segment_lengths=(),
     splits_path: str | os.PathLike | None = None,
     atlas: str | os.PathLike | None = None,
+    header: str = "auto",
 ) -> dict:
     """Encode, identify and score a manifest's scans beside the baselines; write the report and the plots.
+
+    `header` says whether TSV/CSV scans start with a header row (`"auto"`, `"yes"`, `"no"`).
 
     `manifest_path` is a manifest file or a folder of shards written by `r2tnet convert`; `atlas` (a parcellation
     file) replaces the one the model's processor recorded, for volume or dense CIFTI scans.
@@ -230,7 +233,7 @@ def run_fingerprint_evaluation(
 
         processor.atlas_file = checked_atlas_path(atlas)
     series = [
-        processor.prepare(scan_of(record), record.repetition_time)
+        processor.prepare(scan_of(record), record.repetition_time, header=header)
         for record in tqdm(needed, desc="reading", disable=not progress, leave=False)
     ]
     every = _scan_set(needed, series, pairing)

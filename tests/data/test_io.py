@@ -75,11 +75,15 @@ def test_tr_in_the_file_must_agree_with_the_argument(tmp_path):
 
 
 def test_nifti_volume_from_nibabel_test_data():
+    # example4d's header says 2000 'sec' (it holds milliseconds). One TR rule for every source (0.05-30 s) means the
+    # header TR is not used: without a TR passed explicitly the scan is refused with the fix, with one it is read.
     series = read_series(NIBABEL_DATA / "example4d.nii.gz")
     assert series.data.shape == (1, 128, 96, 24, 2)
-    assert series.repetition_time == pytest.approx(2.0)
+    assert series.repetition_time is None
+    with pytest.raises(FmriInputError, match=r"found 2000 \(2000 looks like milliseconds"):
+        FmriProcessor(input_type="volume", min_length=2)(str(NIBABEL_DATA / "example4d.nii.gz"))
     batch = FmriProcessor(input_type="volume", min_length=2)(
-        str(NIBABEL_DATA / "example4d.nii.gz"), return_tensors="pt"
+        str(NIBABEL_DATA / "example4d.nii.gz"), repetition_time=2.0, return_tensors="pt"
     )
     assert batch["fmri_values"].shape == (1, 1, 128, 96, 24, 2)
     assert batch["attention_mask"].tolist() == [[1, 1]]

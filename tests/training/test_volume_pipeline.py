@@ -24,7 +24,7 @@ SWIN = {
 
 
 def test_nifti_and_frames_to_swin4d_pretraining(tmp_path):
-    example = Path(data_path) / "example4d.nii.gz"  # 128×96×24, 2 frames, TR 2 s in the header
+    example = Path(data_path) / "example4d.nii.gz"  # 128×96×24, 2 frames; the header's TR says 2000 'sec'
     generator = torch.Generator().manual_seed(0)
     for subject in ("sub-a", "sub-b", "sub-c"):
         folder = tmp_path / "frames" / "img" / subject
@@ -33,7 +33,7 @@ def test_nifti_and_frames_to_swin4d_pretraining(tmp_path):
             torch.save(torch.randn(1, 128, 96, 24, generator=generator), folder / f"frame_{t}.pt")
     manifest = tmp_path / "manifest.tsv"
     rows = [f"{s}\t1\trest\trest\tframes/img/{s}\t2.0" for s in ("sub-a", "sub-b", "sub-c")]
-    rows.append(f"example\t1\trest\trest\t{example}\t")  # the TR comes from the NIfTI header
+    rows.append(f"example\t1\trest\trest\t{example}\t2.0")  # a header TR of 2000 'sec' is refused: give it
     manifest.write_text("subject\tsession\tmodality\ttask\tpath\trepetition_time\n" + "\n".join(rows) + "\n")
     shards = tmp_path / "shards"
     assert main(["convert", str(manifest), "--out", str(shards), "--window", "2", "--min-length", "2", "--quiet"]) == 0
@@ -63,7 +63,7 @@ def test_nifti_and_frames_to_swin4d_pretraining(tmp_path):
     model = AutoModel.from_pretrained(output / "last").eval()
     processor = AutoFeatureExtractor.from_pretrained(output / "last")
     assert model.config.backbone_config.model_type == "swin4d" and processor.volume_shape == [1, 128, 96, 24]
-    batch = processor(str(example), return_tensors="pt")
+    batch = processor(str(example), repetition_time=2.0, return_tensors="pt")  # the header TR is refused
     with torch.no_grad():
         signature = model(**batch).signature
     assert signature.shape == (1, 32) and np.isclose(float(signature.norm()), 1.0, atol=1e-5)

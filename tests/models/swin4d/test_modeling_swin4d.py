@@ -204,7 +204,7 @@ def test_nibabel_example4d_through_the_processor_into_swin4d():
     series = read_series(path)
     assert series.data.shape == (1, 128, 96, 24, 2)
     processor = FmriProcessor(input_type="volume", volume_shape=[1, 128, 96, 24], min_length=1)
-    batch = processor([path], return_tensors="pt")
+    batch = processor([path], repetition_time=2.0, return_tensors="pt")  # the header's "2000 sec" is refused
     config = swin4d_config(image_size=[128, 96, 24], num_frames=2, patch_size=[16, 16, 4, 1])
     model = Swin4DModel(config).eval()
     with torch.no_grad():
