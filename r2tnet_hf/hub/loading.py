@@ -179,12 +179,13 @@ def _build_from_config(model_class, folder: Path, config_kwargs: dict):
     """The model on the meta device from config.json: a config or model that cannot be built from the file's
     values is an error naming config.json."""
     import torch
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig, AutoModel
 
     config_path = folder / "config.json"
     try:
         config, unused = AutoConfig.from_pretrained(folder, return_unused_kwargs=True, **config_kwargs)
-    except (TypeError, ValueError, KeyError, AttributeError) as error:
+    except (TypeError, ValueError, KeyError, AttributeError, StrictDataclassError) as error:
         raise FmriInputError.for_source(
             config_path, expected="a config r2tnet_hf can build", found=_describe(error)
         ) from None
@@ -215,12 +216,13 @@ def _describe(error: BaseException) -> str:
 def check_config_types(path: Path, values: dict, defaults: dict | None = None, where: str = "") -> None:
     """Every field of a config.json has the JSON type of the config class's default (a number where a number is
     expected, ...); nested configs (`backbone_config`) are checked against their own class."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
     if defaults is None:
         try:
             defaults = AutoConfig.for_model(values["model_type"]).to_dict()
-        except (TypeError, ValueError, KeyError):
+        except (TypeError, ValueError, KeyError, StrictDataclassError):
             return
     for key, value in values.items():
         default = defaults.get(key)
@@ -314,13 +316,14 @@ def _matches_hint(value, hint) -> bool:
 
 def check_processor_matches_model(folder: Path, processor) -> None:
     """The processor of a model folder expects the input the model takes: the same ROI count (or volume shape)."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
     from ..processing import FmriProcessor
 
     try:
         config = AutoConfig.from_pretrained(folder)
-    except (TypeError, ValueError, KeyError, AttributeError, OSError):
+    except (TypeError, ValueError, KeyError, AttributeError, OSError, StrictDataclassError):
         return  # the model's loader names config.json's problem
     expected = FmriProcessor.from_model_config(config)
     path = folder / "preprocessor_config.json"
