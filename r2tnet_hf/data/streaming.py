@@ -146,7 +146,9 @@ def verify_shards(folder: str | os.PathLike, progress: bool = True) -> dict:
         except FmriInputError as error:
             bad.append(error)
     sizes = {s["file"]: (folder / s["file"]).stat().st_size for s in shards if (folder / s["file"]).is_file()}
-    with tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="verifying", disable=not progress) as bar:
+    with tqdm(
+        total=sum(sizes.values()), unit="B", unit_scale=True, desc="verifying", disable=not progress, leave=False
+    ) as bar:
         for shard in shards:
             path = folder / shard["file"]
             if shard["file"] not in sizes or any(error.source == str(path) for error in bad):

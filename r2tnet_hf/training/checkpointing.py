@@ -239,11 +239,13 @@ def _check_random_states(file: Path) -> None:
 
     import numpy as np
     import torch
+    from accelerate.utils import get_torch_accelerator_backend
 
     states = _load(file, "the RNG states of one process")
     keys = ("random_state", "numpy_random_seed", "torch_manual_seed")
-    if torch.cuda.is_available():
-        keys += ("torch_cuda_manual_seed",)
+    device_type, _ = get_torch_accelerator_backend()
+    if device_type is not None:  # Accelerate saves the accelerator's generator too, and skips it silently when absent
+        keys += (f"torch_{device_type}_manual_seed",)
     missing = [key for key in keys if not isinstance(states, dict) or key not in states]
     if missing:
         raise FmriInputError.for_source(
