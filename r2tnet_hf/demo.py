@@ -229,8 +229,8 @@ def demo_card(final: Path, task_run: Path, summary: dict, splits: dict):
     from dataclasses import replace
 
     from .hub.cards import HeldOutCohort, RunRecord, TrainingData, build_model_card
+    from .hub.loading import from_pretrained_checked, read_processor
     from .models.r2tnet import R2TNetModel
-    from .processing import FmriProcessor
 
     run = RunRecord.from_run_dir(task_run)
     training_data = replace(TrainingData.from_run(run), simulated=False, description=TASK_DATA)
@@ -256,8 +256,8 @@ def demo_card(final: Path, task_run: Path, summary: dict, splits: dict):
         ),
     ]
     return build_model_card(
-        R2TNetModel.from_pretrained(final),
-        FmriProcessor.from_pretrained(final),
+        from_pretrained_checked(R2TNetModel, final),
+        read_processor(final),
         run=run,
         training_data=training_data,
         held_out=held_out,

@@ -134,6 +134,8 @@ def _cases(world: Path, tmp: Path) -> list[tuple[str, list[str], str, Path | Non
         ("convert", ["convert", str(tmp / "missing.tsv"), "--out", str(out)], "no such file", out),
         ("convert", ["convert", cohort_manifest, "--out", str(out), "--atlas", str(tmp / "empty.tsv")],
          "expected an atlas file", out),
+        ("verify", ["verify", str(empty_dir), "--quiet"], "no manifest.json", None),
+        ("verify", ["verify", str(tmp / "notes.txt"), "--quiet"], "manifest.json", None),
         ("split", ["split", str(tmp / "missing.tsv"), "--out", str(out)], "no such file", out),
         ("split", ["split", cohort_manifest, "--out", str(out), "--fractions", "0.5", "0.5", "0.5"],
          "--fractions", out),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 from itertools import islice
 from pathlib import Path
@@ -45,24 +44,150 @@ def _cell(value) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value}"
 
 
+RECONVERT = "rerun r2tnet convert into a new folder"
+
+
+def read_shard_manifest(folder: Path) -> dict:
+    """`manifest.json` of a shard folder, checked: format, and per shard a file name in the folder, a row count and a
+    sha256 (and, since `bytes` was recorded, a size)."""
+    from ..weight_files import read_json_object
+
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise FmriInputError.for_source(
+            folder, expected="a folder written by r2tnet convert (manifest.json)", found="no manifest.json"
+        )
+    summary = read_json_object(path, "the JSON object written by r2tnet convert", RECONVERT)
+    if summary.get("format") != FORMAT:
+        raise FmriInputError.for_source(path, expected=f"format {FORMAT}", found=str(summary.get("format")))
+    shards = summary.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise FmriInputError.for_source(
+            path, expected="a non-empty list of shards", found=f"{shards!r:.60}", hint=RECONVERT
+        )
+    for number, shard in enumerate(shards):
+        problem = _shard_entry_problem(shard)
+        if problem:
+            raise FmriInputError.for_source(
+                path, expected=f"shard {number} as {{file, rows, sha256, bytes}}", found=problem, hint=RECONVERT
+            )
+    phenotypes = summary.get("phenotypes", {})
+    if not isinstance(phenotypes, dict):
+        raise FmriInputError.for_source(path, expected="phenotypes as an object", found=f"{phenotypes!r:.60}")
+    return summary
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _shard_entry_problem(shard) -> str | None:
+    if not isinstance(shard, dict):
+        return f"{shard!r:.60}"
+    name = shard.get("file")
+    if not isinstance(name, str) or Path(name).name != name or not name.endswith(".parquet"):
+        return f"file {name!r:.60}"
+    if not _is_count(shard.get("rows")):
+        return f"rows {shard.get('rows')!r:.40} for {name}"
+    digest = shard.get("sha256")
+    if not isinstance(digest, str) or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        return f"sha256 {digest!r:.70} for {name}"
+    if "bytes" in shard and not _is_count(shard["bytes"]):
+        return f"bytes {shard['bytes']!r:.40} for {name}"
+    return None
+
+
+def check_shard(folder: Path, shard: dict):
+    """The cheap check of one shard against its manifest entry: present, of the recorded size, with a readable Parquet
+    footer holding the recorded rows. Returns the footer (`pyarrow` FileMetaData)."""
+    import pyarrow.parquet as pq
+
+    path = folder / shard["file"]
+    if not path.is_file():
+        raise FmriInputError.for_source(
+            path, expected=f"the shard listed in manifest.json ({shard['rows']} rows)", found="no such file",
+            hint=RECONVERT,
+        )  # fmt: skip
+    size = path.stat().st_size
+    if "bytes" in shard and size != shard["bytes"]:
+        raise FmriInputError.for_source(
+            path, expected=f"{shard['bytes']} bytes (manifest.json)", found=f"{size} bytes", hint=RECONVERT
+        )
+    try:
+        footer = pq.ParquetFile(path).metadata
+    except Exception as error:  # pyarrow's ArrowInvalid, OSError...: the bytes are not a readable Parquet file
+        reason = " ".join(str(error).split())[:160]
+        raise FmriInputError.for_source(
+            path, expected="a Parquet file with a readable footer", found=f"{type(error).__name__}: {reason}",
+            hint=RECONVERT,
+        ) from None  # fmt: skip
+    if footer.num_rows != shard["rows"]:
+        raise FmriInputError.for_source(
+            path, expected=f"{shard['rows']} rows (manifest.json)", found=f"{footer.num_rows} rows", hint=RECONVERT
+        )
+    return footer
+
+
+def verify_shards(folder: str | os.PathLike, progress: bool = True) -> dict:
+    """The full check behind `r2tnet verify` and `--verify_shards`: every shard's sha256 against manifest.json (after
+    the cheap checks). Raises one `FmriInputError` naming the first bad shard (and how many others are bad); returns
+    `{"shards", "rows", "bytes"}` when all match."""
+    from tqdm.auto import tqdm
+
+    from .shards import sha256_file
+
+    folder = Path(folder)
+    summary = read_shard_manifest(folder)
+    shards = summary["shards"]
+    bad: list[FmriInputError] = []
+    for shard in shards:
+        try:
+            check_shard(folder, shard)
+        except FmriInputError as error:
+            bad.append(error)
+    sizes = {s["file"]: (folder / s["file"]).stat().st_size for s in shards if (folder / s["file"]).is_file()}
+    with tqdm(
+        total=sum(sizes.values()), unit="B", unit_scale=True, desc="verifying", disable=not progress, leave=False
+    ) as bar:
+        for shard in shards:
+            path = folder / shard["file"]
+            if shard["file"] not in sizes or any(error.source == str(path) for error in bad):
+                bar.update(sizes.get(shard["file"], 0))
+                continue
+            digest = sha256_file(path)
+            bar.update(sizes[shard["file"]])
+            if digest != shard["sha256"]:
+                bad.append(
+                    FmriInputError.for_source(
+                        path,
+                        expected=f"sha256 {shard['sha256'][:16]}… (manifest.json)",
+                        found=f"{digest[:16]}…",
+                        hint=RECONVERT,
+                    )
+                )
+    if bad:
+        order = {str(folder / s["file"]): i for i, s in enumerate(shards)}
+        bad.sort(key=lambda error: order.get(error.source, -1))
+        first = bad[0]
+        if len(bad) > 1:
+            others = ", ".join(Path(error.source).name for error in bad[1:6]) + (", ..." if len(bad) > 6 else "")
+            raise FmriInputError(f"{first}; {len(bad) - 1} more bad shards: {others}", source=first.source)
+        raise first
+    return {"shards": len(shards), "rows": sum(s["rows"] for s in shards), "bytes": sum(sizes.values())}
+
+
 class ShardFolder:
     """A folder written by `r2tnet convert`: its shards, processor, metadata and random row access."""
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
-        summary_path = self.folder / "manifest.json"
-        if not summary_path.is_file():
-            raise FmriInputError.for_source(
-                self.folder, expected="a folder written by r2tnet convert (manifest.json)", found="no manifest.json"
-            )
-        self.summary = json.loads(summary_path.read_text())
-        if self.summary.get("format") != FORMAT:
-            raise FmriInputError.for_source(
-                summary_path, expected=f"format {FORMAT}", found=str(self.summary.get("format"))
-            )
+        self.summary = read_shard_manifest(self.folder)
         self.files = [str(self.folder / shard["file"]) for shard in self.summary["shards"]]
         self.rows_per_shard = [shard["rows"] for shard in self.summary["shards"]]
-        self.processor = FmriProcessor.from_pretrained(self.folder)
+        self._footers = [check_shard(self.folder, shard) for shard in self.summary["shards"]]
+        from ..hub.loading import read_processor
+
+        self.processor = read_processor(self.folder)
         self.phenotype_columns = list(self.summary.get("phenotypes", {}))
         self._row_group = functools.lru_cache(maxsize=8)(self._read_row_group)
 
@@ -127,9 +252,7 @@ class ShardFolder:
 
     @functools.cached_property
     def _row_group_sizes(self) -> list[int]:
-        import pyarrow.parquet as pq
-
-        return [pq.ParquetFile(f).metadata.row_group(0).num_rows for f in self.files]
+        return [footer.row_group(0).num_rows if footer.num_row_groups else 0 for footer in self._footers]
 
     def _read_row_group(self, shard: int, group: int):
         import pyarrow.parquet as pq

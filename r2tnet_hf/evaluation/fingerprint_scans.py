@@ -36,22 +36,24 @@ def load_encoder(model_dir: str | os.PathLike):
     The folder may hold an `R2TNetModel` or a head model (`R2TNetForContrastivePretraining`,
     `R2TNetForPhenotypePrediction`): `AutoModel` loads the base `R2TNetModel` from either.
     """
-    from transformers import AutoFeatureExtractor, AutoModel
+    from transformers import AutoModel
 
     import r2tnet_hf  # noqa: F401  (registers the Auto classes)
+
+    from ..hub.loading import from_pretrained_checked, load_processor
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FmriInputError.for_source(model_dir, expected="a model folder with config.json", found="none")
     if not (model_dir / "preprocessor_config.json").is_file():
         raise FmriInputError.for_source(model_dir, expected="preprocessor_config.json beside the weights", found="none")
-    model = AutoModel.from_pretrained(model_dir)
+    model = from_pretrained_checked(AutoModel, model_dir)
     encoder = getattr(model, model.base_model_prefix, model) if not hasattr(model, "projection") else model
     if not hasattr(encoder, "projection"):
         raise FmriInputError.for_source(
             model_dir, expected="an R2T-Net model (with a signature)", found=type(model).__name__
         )
-    processor = AutoFeatureExtractor.from_pretrained(model_dir).resolve_atlas_file(model_dir)
+    processor = load_processor(model_dir)
     if processor.input_type != "roi":
         raise FmriInputError.for_source(
             model_dir, expected="an ROI model (the FC baseline needs ROI series)", found=f"{processor.input_type} input"

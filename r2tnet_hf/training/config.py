@@ -159,6 +159,10 @@ class RunConfig:
     )
     greater_is_better: bool | None = field(default=None, metadata={"help": "default: from the metric's name"})
     progress: bool = field(default=True, metadata={"help": "tqdm bar on the main process"})
+    verify_shards: bool = field(
+        default=False,
+        metadata={"help": "before training, check every shard's sha256 against manifest.json (as r2tnet verify does)"},
+    )
 
     def __post_init__(self):
         self.check()

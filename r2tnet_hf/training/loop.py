@@ -32,8 +32,9 @@ import torch
 
 from ..data.pairs import PairSampler
 from ..data.splits import group_value, load_splits, make_splits, save_splits, ungrouped_note
-from ..data.streaming import FmriStream, ShardFolder, collate_fmri
+from ..data.streaming import FmriStream, ShardFolder, collate_fmri, verify_shards
 from ..errors import FmriInputError
+from ..hub.loading import check_model_folder, from_pretrained_checked, resolve_model_folder
 from ..utils import atomic_write_text
 from .checkpointing import load_checkpoint, resolve_checkpoint, save_best, save_checkpoint, save_pretrained_atomic
 from .config import RunConfig
@@ -93,6 +94,8 @@ def resolve_splits(config: RunConfig, shards: ShardFolder, accelerator) -> dict[
 def open_shards(config: RunConfig) -> ShardFolder:
     """The run's shard folder. Its processor, which every saved model keeps, records the run's `window_length`, so
     inference cuts scans into the windows the model was trained on."""
+    if config.verify_shards:
+        verify_shards(config.data, progress=config.progress and int(os.environ.get("RANK", "0")) == 0)
     shards = ShardFolder(config.data)
     shards.processor.window_length = config.window_length
     return shards
@@ -131,13 +134,14 @@ def build_model(config: RunConfig, processor, model_class, **head):
     if config.temperature is not None:
         model_config["temperature"] = config.temperature
     if config.init_from:
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoModel
 
-        from ..processing import FmriProcessor
+        from ..hub.loading import read_processor
 
-        source = Path(config.init_from)
+        source = resolve_model_folder(config.init_from)
+        model_type = check_model_folder(source)["model_type"]
         if (source / "preprocessor_config.json").is_file():
-            trained = FmriProcessor.from_pretrained(source)
+            trained = read_processor(source)
             if trained.parcel_order_hash != processor.parcel_order_hash or trained.num_rois != processor.num_rois:
                 raise FmriInputError.for_source(
                     config.data,
@@ -145,10 +149,11 @@ def build_model(config: RunConfig, processor, model_class, **head):
                     f"{trained.parcel_order_hash})",
                     found=f"{processor.atlas}, {processor.num_rois} ROIs, order {processor.parcel_order_hash}",
                 )
-        if AutoConfig.from_pretrained(source).model_type == R2TNetConfig.model_type:
-            return model_class.from_pretrained(source, **head)
+        if model_type == R2TNetConfig.model_type:
+            # a new head (fine-tuning a pretrained encoder) starts fresh; the encoder's tensors must all be there
+            return from_pretrained_checked(model_class, source, allow_missing=True, **head)
         # A backbone's own checkpoint (e.g. MnemoDyn pretraining): R2T-Net around it, the backbone's weights loaded.
-        backbone = AutoModel.from_pretrained(source)
+        backbone = from_pretrained_checked(AutoModel, source)
         model_config = {**default_projection(backbone.config), **model_config}
         model = model_class(R2TNetConfig(backbone_config=backbone.config, **model_config, **head))
         model.r2tnet.backbone.load_state_dict(backbone.state_dict())
@@ -301,7 +306,8 @@ def _train(
     step = 0
     if config.resume_from_checkpoint:
         path = resolve_checkpoint(output, config.resume_from_checkpoint)
-        state = load_checkpoint(accelerator, path)
+        reference = {"step": 0, "data": data_state.state(), "best": best.state()}
+        state = load_checkpoint(accelerator, path, reference)
         step = state["step"]
         data_state.load(state["data"])
         best.load(state["best"])
@@ -541,7 +547,7 @@ def evaluate_pretraining_test(config, shards, splits, pairing, device, accelerat
     best_dir = Path(config.output_dir) / "best"
     if not accelerator.is_main_process or not splits["test"] or not (best_dir / "model.safetensors").is_file():
         return None  # after end_training: the main process alone, no collective
-    model = R2TNetModel.from_pretrained(best_dir).to(device)
+    model = from_pretrained_checked(R2TNetModel, best_dir).to(device)
     baselines = None
     if shards.processor.input_type == "roi" and splits["validation"]:
         train, validation, test = (
@@ -641,7 +647,9 @@ def pretrain_mnemodyn(config: RunConfig) -> TrainingResult:
         raise FmriInputError.for_source(config.data, expected="ROI series for MnemoDyn", found="volumes")
     splits = resolve_splits(config, shards, accelerator)
     if config.init_from:
-        model = MnemoDynForPretraining.from_pretrained(config.init_from, objective=config.objective)
+        model = from_pretrained_checked(
+            MnemoDynForPretraining, config.init_from, allow_missing=True, objective=config.objective
+        )
     else:
         # MnemoDyn's weights are per position in a window of num_frames: by default, the training window.
         overrides = {
@@ -871,9 +879,7 @@ def _ridge_probe(config: RunConfig, accelerator, model, shards: ShardFolder, spl
 def _is_r2tnet_checkpoint(source) -> bool:
     if source is None:
         return True
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(source).model_type == "r2tnet"
+    return check_model_folder(resolve_model_folder(source))["model_type"] == "r2tnet"
 
 
 def _label_key(value) -> str | None:
@@ -946,7 +952,7 @@ def evaluate_test(config, shards, splits, encode_label, device, accelerator) -> 
     best_dir = output / "best"
     if not (best_dir / "model.safetensors").is_file():
         raise FmriInputError.for_source(best_dir, expected="a best model", found="no validation metric was finite")
-    model = R2TNetForPhenotypePrediction.from_pretrained(best_dir).to(device)
+    model = from_pretrained_checked(R2TNetForPhenotypePrediction, best_dir).to(device)
     metrics, *_ = validate_phenotype(
         model, shards, splits["test"], config.target, config.problem_type, encode_label, config.modality, device, "test"
     )
