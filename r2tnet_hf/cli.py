@@ -529,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--sessions", type=int, default=2, help="sessions per subject (default: %(default)s)")
     synth.add_argument("--rois", type=int, default=32, help="ROIs (default: %(default)s)")
     synth.add_argument("--frames", type=int, default=300, help="frames per scan (default: %(default)s)")
-    synth.add_argument("--tr", type=float, default=0.8, help="repetition time in seconds (default: %(default)s)")
+    synth.add_argument(
+        "--tr", type=_seconds("--tr"), default=0.8, help="repetition time in seconds (default: %(default)s)"
+    )
     synth.add_argument("--no-task", action="store_true", help="rest scans only")
     synth.add_argument("--no-phenotype", action="store_true", help="no phenotype column")
     synth.add_argument(

@@ -140,6 +140,8 @@ def _cases(world: Path, tmp: Path) -> list[tuple[str, list[str], str, Path | Non
         ("split", ["split", cohort_manifest, "--out", str(out), "--fractions", "0.5", "0.5", "0.5"],
          "--fractions", out),
         ("synth", ["synth", "--subjects", "2", "--out", str(foreign)], "a new folder", None),
+        ("synth", ["synth", "--subjects", "0", "--out", str(out)], "subjects >= 1", out),
+        ("synth", ["synth", "--subjects", "2", "--tr", "800", "--out", str(out)], "looks like milliseconds", out),
         ("fingerprint", ["fingerprint", "--model", str(tmp / "missing"), "--manifest", cohort_manifest,
                          "--output", str(out)], "config.json", out),
         ("fingerprint", ["fingerprint", "--model", model, "--manifest", cohort_manifest, "--output", str(out),

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import FmriInputError
 from .manifest import Manifest, ScanRecord, write_manifest
 
 
@@ -123,11 +124,15 @@ def make_synthetic_cohort(
     order, so one model and processor read both.
     """
     if subjects < 1 or sessions < 1 or rois < 2 or frames < 2:
-        raise ValueError("need subjects >= 1, sessions >= 1, rois >= 2 and frames >= 2")
+        raise FmriInputError.for_source(
+            "synthetic cohort",
+            expected="subjects >= 1, sessions >= 1, rois >= 2 and frames >= 2 (--subjects, --sessions, --rois, --frames)",
+            found=f"{subjects}, {sessions}, {rois} and {frames}",
+        )
     if modes is not None and modes < 1:
-        raise ValueError(f"modes must be None or >= 1, got {modes}")
+        raise FmriInputError.for_source("--modes", expected="none, or 1 or more", found=f"{modes}")
     if not 0.0 <= idiosyncratic <= 1.0:
-        raise ValueError(f"idiosyncratic must be in [0, 1], got {idiosyncratic}")
+        raise FmriInputError.for_source("--idiosyncratic", expected="a weight in [0, 1]", found=f"{idiosyncratic}")
     out_dir = Path(out_dir)
     generator = np.random.default_rng(seed)
     shared = generator.standard_normal((rois, rois)) / np.sqrt(rois)
@@ -148,7 +153,7 @@ def make_synthetic_cohort(
     }
     for name, value in spreads.items():
         if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
+            raise FmriInputError.for_source(f"--{name.replace('_', '-')}", expected=">= 0", found=f"{value}")
     # the task's variation across people, from a generator of its own so that the defaults leave cohorts unchanged
     task_generator = np.random.default_rng([seed, 1])
     task_change = task_connectivity * task_generator.standard_normal((rois, rois)) / np.sqrt(rois)

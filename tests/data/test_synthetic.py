@@ -31,9 +31,9 @@ def test_a_cohort_with_modes_is_written_and_reproducible(tmp_path):
     assert [r.phenotypes for r in a.records] == [r.phenotypes for r in b.records]
     first = read_series(tmp_path / "a" / a.records[0].path).data
     np.testing.assert_array_equal(first, read_series(tmp_path / "b" / b.records[0].path).data)
-    with pytest.raises(ValueError, match="modes must be None or >= 1"):
+    with pytest.raises(ValueError, match="--modes: expected none, or 1 or more, found 0"):
         make_synthetic_cohort(tmp_path / "c", subjects=2, modes=0)
-    with pytest.raises(ValueError, match=r"idiosyncratic must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"--idiosyncratic: expected a weight in \[0, 1\], found 1.5"):
         make_synthetic_cohort(tmp_path / "c", subjects=2, modes=2, idiosyncratic=1.5)
 
 
@@ -54,5 +54,5 @@ def test_task_variation_across_people_is_what_the_settings_state(tmp_path):
     for a, b in zip(data(plain, "rest"), data(varied, "rest")):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert not np.allclose(data(plain, "task")[0], data(varied, "task")[0], atol=1e-3)
-    with pytest.raises(ValueError, match="state_interaction must be >= 0"):
+    with pytest.raises(ValueError, match="--state-interaction: expected >= 0, found -1"):
         make_synthetic_cohort(tmp_path / "bad", subjects=2, state_interaction=-1)

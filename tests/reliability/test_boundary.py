@@ -110,10 +110,10 @@ def test_one_unusable_scan_is_skipped_and_the_good_rows_kept(cohort, model_dir, 
 
     real = io.read_table
 
-    def read_table(path):
+    def read_table(path, *args, **kwargs):
         if "sub-002_ses-1_task-rest" in str(path):
             raise MemoryError("cannot allocate 160 GB")
-        return real(path)
+        return real(path, *args, **kwargs)
 
     monkeypatch.setattr(io, "read_table", read_table)
     out = tmp_path / "sig.parquet"
