@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FmriInputError
+from ..errors import FmriInputError, expected_failure_line
 from ..processing import FmriProcessor
 from ..utils import atomic_path, atomic_write_text
 from .io import Atlas, parcellate, read_atlas, read_series
@@ -330,8 +330,9 @@ def convert(
         for record in bar:
             try:
                 series, processor = _prepare(manifest, record, atlas, processor, options)
-            except FmriInputError as error:
-                if not options.skip_bad:
+            except Exception as error:  # with --skip-bad, any expected failure of one scan skips it; a bug is raised
+                reason = expected_failure_line(error)
+                if reason is None or not options.skip_bad:
                     raise
                 pending_skipped.append(
                     {
@@ -339,7 +340,7 @@ def convert(
                         "subject": record.subject,
                         "session": record.session,
                         "path": record.path,
-                        "reason": str(error),
+                        "reason": reason,
                     }
                 )
                 continue
@@ -348,8 +349,9 @@ def convert(
             if writer.full:
                 _commit_shard(writer, journal, state_dir, record.index + 1, skipped, pending_skipped, processor)
         _commit_shard(writer, journal, state_dir, len(records), skipped, pending_skipped, processor)
-    except FmriInputError:
-        _remove_outputs(out_dir)
+    except Exception as error:  # an expected failure leaves no shard behind; a bug keeps the journal to inspect
+        if expected_failure_line(error) is not None:
+            _remove_outputs(out_dir)
         raise
     if processor is None:
         _remove_outputs(out_dir)

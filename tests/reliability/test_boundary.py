@@ -183,3 +183,25 @@ def test_library_file_errors_are_recognised():
     import pyarrow as pa
 
     assert "Parquet" in expected_failure_line(pa.lib.ArrowInvalid("Parquet magic bytes not found"))
+
+
+def test_convert_skip_bad_skips_any_expected_failure_of_one_scan(cohort, tmp_path, monkeypatch, capsys):
+    import json as json_module
+
+    import r2tnet_hf.data.io as io
+
+    real = io.read_table
+
+    def read_table(path, *args, **kwargs):
+        if "sub-003_ses-2_task-rest" in str(path):
+            raise OSError(errno.EACCES, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "read_table", read_table)
+    out = tmp_path / "shards"
+    assert main(["convert", str(cohort / "manifest.tsv"), "--out", str(out), "--quiet"]) == 2
+    _one_line(capsys, "r2tnet convert", "sub-003_ses-2_task-rest", "permission denied (EACCES)")
+    assert not list(tmp_path.rglob("*.parquet"))
+    assert main(["convert", str(cohort / "manifest.tsv"), "--out", str(out), "--skip-bad", "--quiet"]) == 0
+    summary = json_module.loads((out / "manifest.json").read_text())
+    assert summary["rows"] == 23 and "EACCES" in summary["skipped"][0]["reason"]
