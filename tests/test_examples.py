@@ -40,6 +40,21 @@ def walkthrough(tmp_path_factory):
     return out, result.stdout
 
 
+def _by_scan(path: Path) -> dict:
+    """Signatures of a `signatures` Parquet file by (subject, scan name without the image suffix)."""
+    table = pq.read_table(path).to_pydict()
+    keys = [(s, Path(p).name.split("_bold")[0]) for s, p in zip(table["subject"], table["path"])]
+    return dict(zip(keys, table["signature"]))
+
+
+def assert_same_signatures(from_files: Path, from_shards: Path) -> None:
+    """The 32 scans' signatures from the files (parcellated at inference) equal those from the shards, 1e-4."""
+    by_file, by_shard = _by_scan(from_files), _by_scan(from_shards)
+    assert by_file.keys() == by_shard.keys() and len(by_file) == 32
+    for key in by_file:
+        np.testing.assert_allclose(by_file[key], by_shard[key], atol=1e-4)
+
+
 @pytest.mark.parametrize("kind", ["tsv", "nifti"])
 def test_every_step_wrote_its_output(walkthrough, kind):
     out, printed = walkthrough
@@ -70,18 +85,7 @@ def test_dense_files_at_inference_equal_their_shards(walkthrough, kind, tmp_path
     model = str(work / "run" / "best")
     assert main(["signatures", "--model", model, "--input", str(work / "shards"), "--modality", "all",
                  "--output", str(from_shards), "--quiet"]) == 0  # fmt: skip
-    files = pq.read_table(work / "signatures.parquet").to_pydict()
-    shards = pq.read_table(from_shards).to_pydict()
-    by_file = {
-        (s, Path(p).name.split("_bold")[0]): v for s, p, v in zip(files["subject"], files["path"], files["signature"])
-    }
-    by_shard = {
-        (s, Path(p).name.split("_bold")[0]): v
-        for s, p, v in zip(shards["subject"], shards["path"], shards["signature"])
-    }
-    assert by_file.keys() == by_shard.keys() and len(by_file) == 32
-    for key in by_file:
-        np.testing.assert_allclose(by_file[key], by_shard[key], atol=1e-4)
+    assert_same_signatures(work / "signatures.parquet", from_shards)
 
 
 @pytest.mark.parametrize("kind", ["nifti"])
@@ -133,15 +137,4 @@ def test_cifti_in_process(walkthrough, tmp_path, capsys):
                  str(work / "splits.json"), "--output", str(work / "fingerprint"), "--quiet"]) == 0  # fmt: skip
     assert main(["publish", str(work / "run"), "--repo-id", "my-lab/r2tnet-cifti", "--dry-run", str(work / "pub")]) == 0
     assert (work / "pub" / "atlas" / "atlas-toy.dlabel.nii").is_file()
-    files = pq.read_table(work / "files.parquet").to_pydict()
-    shards = pq.read_table(work / "shards.parquet").to_pydict()
-    by_file = {
-        (s, Path(p).name.split("_bold")[0]): v for s, p, v in zip(files["subject"], files["path"], files["signature"])
-    }
-    by_shard = {
-        (s, Path(p).name.split("_bold")[0]): v
-        for s, p, v in zip(shards["subject"], shards["path"], shards["signature"])
-    }
-    assert by_file.keys() == by_shard.keys() and len(by_file) == 32
-    for key in by_file:
-        np.testing.assert_allclose(by_file[key], by_shard[key], atol=1e-4)
+    assert_same_signatures(work / "files.parquet", work / "shards.parquet")
