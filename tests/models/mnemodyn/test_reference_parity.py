@@ -1,7 +1,6 @@
 """Imported reference weights give the reference's output: fixtures made once from MnemoDyn_Draft's own code
 (`tests/fixtures/mnemodyn/README.md`); no reference code and no network here."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,13 @@ from r2tnet_hf import MnemoDynModel
 from r2tnet_hf.convert import mnemodyn
 from r2tnet_hf.convert.common import ReferenceCheckpoint, WeightImportError
 
+from ...reference_fixtures import read_reference_fixture
+
 FIXTURES = sorted((Path(__file__).parents[2] / "fixtures" / "mnemodyn").glob("*.safetensors"))
 
 
 def read_fixture(path):
-    with safe_open(path, framework="pt") as handle:
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
-        metadata = handle.metadata()
-    state = {key.removeprefix("state_dict."): v for key, v in tensors.items() if key.startswith("state_dict.")}
-    # as a Lightning checkpoint stores them: the LightningModule's `model.` prefix and its hyperparameters
-    checkpoint = ReferenceCheckpoint(
-        path, {f"model.{key}": value for key, value in state.items()}, json.loads(metadata["hyper_parameters"])
-    )
+    checkpoint, tensors, _ = read_reference_fixture(path)
     return checkpoint, tensors["input"], tensors["output_float64"]
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 from transformers import AutoModel
 
 from r2tnet_hf import FmriInputError, Swin4DConfig, Swin4DModel
 from r2tnet_hf.convert import import_weights, swift
 from r2tnet_hf.convert.common import ReferenceCheckpoint, WeightImportError
+
+from ...reference_fixtures import read_reference_fixture
 
 FIXTURES = sorted((Path(__file__).parents[2] / "fixtures" / "swift").glob("*.safetensors"))
 
@@ -25,13 +26,7 @@ FIXTURES = sorted((Path(__file__).parents[2] / "fixtures" / "swift").glob("*.saf
 def read_fixture(path):
     """`(checkpoint as a SwiFT Lightning .ckpt holds it, input, float32 output, float64 output, constructor kwargs)`;
     the outputs in our layout `(B, tokens, C)`."""
-    with safe_open(path, framework="pt") as handle:
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
-        metadata = handle.metadata()
-    state = {key.removeprefix("state_dict."): v for key, v in tensors.items() if key.startswith("state_dict.")}
-    checkpoint = ReferenceCheckpoint(
-        path, {f"model.{key}": value for key, value in state.items()}, json.loads(metadata["hyper_parameters"])
-    )
+    checkpoint, tensors, metadata = read_reference_fixture(path)
 
     def tokens(output):  # (B, C, h, w, d, t) → (B, h·w·d·t, C)
         return output.permute(0, 2, 3, 4, 5, 1).reshape(output.shape[0], -1, output.shape[1])
