@@ -1,121 +1,89 @@
 """r2tnet_hf: Hugging Face Hub-native fMRI foundation models.
 
-`import r2tnet_hf` registers every config, model and processor with the transformers Auto classes, so that
-`AutoConfig`, `AutoModel`, `AutoFeatureExtractor` and `AutoProcessor` resolve them with no `trust_remote_code`.
+`import r2tnet_hf` is cheap: it imports neither torch nor transformers, and a class is imported the first time it is
+used (`r2tnet_hf.R2TNetModel`, `from r2tnet_hf import R2TNetModel`), as transformers' own `_LazyModule` does. It also
+registers every config, model and processor with the transformers Auto classes: `AutoConfig`, `AutoModel`,
+`AutoModelForPreTraining`, `AutoFeatureExtractor` and `AutoProcessor` resolve them with no `trust_remote_code`,
+whichever is imported first (`r2tnet_hf._auto` registers them when transformers loads its Auto modules).
 """
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForPreTraining
+from __future__ import annotations
 
-from .configuration import (
-    CnnGruConfig,
-    ConnectomeTransformerConfig,
-    MnemoDynConfig,
-    PerceiverFmriConfig,
-    R2TNetConfig,
-    ResNet3DConfig,
-    RoiTransformerConfig,
-    Swin4DConfig,
-    TangentConnectomeConfig,
-    Vit4DConfig,
-)
-from .errors import FmriInputError
-from .modeling import (
-    CnnGruModel,
-    CnnGruPreTrainedModel,
-    ConnectomeTransformerModel,
-    ConnectomeTransformerPreTrainedModel,
-    FmriBackboneOutput,
-    MnemoDynForPretraining,
-    MnemoDynModel,
-    MnemoDynPreTrainedModel,
-    MnemoDynPretrainingOutput,
-    PerceiverFmriModel,
-    PerceiverFmriPreTrainedModel,
-    R2TNetContrastiveOutput,
-    R2TNetForContrastivePretraining,
-    R2TNetForPhenotypePrediction,
-    R2TNetModel,
-    R2TNetOutput,
-    R2TNetPhenotypeOutput,
-    R2TNetPreTrainedModel,
-    ResNet3DModel,
-    ResNet3DPreTrainedModel,
-    RoiTransformerModel,
-    RoiTransformerPreTrainedModel,
-    Swin4DModel,
-    Swin4DPreTrainedModel,
-    TangentConnectomeModel,
-    TangentConnectomePreTrainedModel,
-    Vit4DModel,
-    Vit4DPreTrainedModel,
-)
-from .processing import FmriProcessor
+import importlib
+from typing import TYPE_CHECKING
+
+from . import _auto
+from .errors import FmriInputError as FmriInputError
 
 __version__ = "0.1.0.dev0"
 
+#: public name -> the module that defines it (the facades `configuration` and `modeling` import every family)
+_LAZY = {
+    ".configuration": (
+        "CnnGruConfig",
+        "ConnectomeTransformerConfig",
+        "MnemoDynConfig",
+        "PerceiverFmriConfig",
+        "R2TNetConfig",
+        "ResNet3DConfig",
+        "RoiTransformerConfig",
+        "Swin4DConfig",
+        "TangentConnectomeConfig",
+        "Vit4DConfig",
+    ),
+    ".modeling": (
+        "CnnGruModel",
+        "CnnGruPreTrainedModel",
+        "ConnectomeTransformerModel",
+        "ConnectomeTransformerPreTrainedModel",
+        "FmriBackboneOutput",
+        "MnemoDynForPretraining",
+        "MnemoDynModel",
+        "MnemoDynPreTrainedModel",
+        "MnemoDynPretrainingOutput",
+        "PerceiverFmriModel",
+        "PerceiverFmriPreTrainedModel",
+        "R2TNetContrastiveOutput",
+        "R2TNetForContrastivePretraining",
+        "R2TNetForPhenotypePrediction",
+        "R2TNetModel",
+        "R2TNetOutput",
+        "R2TNetPhenotypeOutput",
+        "R2TNetPreTrainedModel",
+        "ResNet3DModel",
+        "ResNet3DPreTrainedModel",
+        "RoiTransformerModel",
+        "RoiTransformerPreTrainedModel",
+        "Swin4DModel",
+        "Swin4DPreTrainedModel",
+        "TangentConnectomeModel",
+        "TangentConnectomePreTrainedModel",
+        "Vit4DModel",
+        "Vit4DPreTrainedModel",
+    ),
+    ".processing": ("FmriProcessor",),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
 
-def _register() -> None:
-    pairs = (
-        (RoiTransformerConfig, RoiTransformerModel),
-        (ConnectomeTransformerConfig, ConnectomeTransformerModel),
-        (TangentConnectomeConfig, TangentConnectomeModel),
-        (Swin4DConfig, Swin4DModel),
-        (Vit4DConfig, Vit4DModel),
-        (ResNet3DConfig, ResNet3DModel),
-        (CnnGruConfig, CnnGruModel),
-        (PerceiverFmriConfig, PerceiverFmriModel),
-        (MnemoDynConfig, MnemoDynModel),
-        (R2TNetConfig, R2TNetModel),
-    )
-    for config_class, model_class in pairs:
-        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModel.register(config_class, model_class, exist_ok=True)
-        AutoFeatureExtractor.register(config_class, FmriProcessor, exist_ok=True)
-    AutoModelForPreTraining.register(R2TNetConfig, R2TNetForContrastivePretraining, exist_ok=True)
-    AutoModelForPreTraining.register(MnemoDynConfig, MnemoDynForPretraining, exist_ok=True)
+__all__ = sorted(["FmriInputError", *_MODULE_OF])
 
 
-_register()
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
-__all__ = [
-    "CnnGruConfig",
-    "CnnGruModel",
-    "CnnGruPreTrainedModel",
-    "ConnectomeTransformerConfig",
-    "ConnectomeTransformerModel",
-    "ConnectomeTransformerPreTrainedModel",
-    "FmriBackboneOutput",
-    "FmriInputError",
-    "FmriProcessor",
-    "MnemoDynConfig",
-    "MnemoDynForPretraining",
-    "MnemoDynModel",
-    "MnemoDynPreTrainedModel",
-    "MnemoDynPretrainingOutput",
-    "PerceiverFmriConfig",
-    "PerceiverFmriModel",
-    "PerceiverFmriPreTrainedModel",
-    "R2TNetConfig",
-    "R2TNetContrastiveOutput",
-    "R2TNetForContrastivePretraining",
-    "R2TNetForPhenotypePrediction",
-    "R2TNetModel",
-    "R2TNetOutput",
-    "R2TNetPhenotypeOutput",
-    "R2TNetPreTrainedModel",
-    "ResNet3DConfig",
-    "ResNet3DModel",
-    "ResNet3DPreTrainedModel",
-    "RoiTransformerConfig",
-    "RoiTransformerModel",
-    "RoiTransformerPreTrainedModel",
-    "Swin4DConfig",
-    "Swin4DModel",
-    "Swin4DPreTrainedModel",
-    "TangentConnectomeConfig",
-    "TangentConnectomeModel",
-    "TangentConnectomePreTrainedModel",
-    "Vit4DConfig",
-    "Vit4DModel",
-    "Vit4DPreTrainedModel",
-]
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+_auto.install()
+
+if TYPE_CHECKING:
+    from .configuration import *  # noqa: F403
+    from .modeling import *  # noqa: F403
+    from .processing import FmriProcessor as FmriProcessor

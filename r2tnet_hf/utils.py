@@ -64,3 +64,25 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def lazy_exports(package: str, table: dict[str, tuple[str, ...]]):
+    """`__getattr__`, `__dir__` and `__all__` for a package whose names are imported on first use, as transformers'
+    `_LazyModule` does: `table` maps a submodule (relative to `package`) to the names it defines."""
+    import importlib
+    import sys
+
+    module_of = {name: module for module, names in table.items() for name in names}
+
+    def __getattr__(name: str):
+        module = module_of.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, package), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *module_of})
+
+    return __getattr__, __dir__, sorted(module_of)

@@ -1,4 +1,14 @@
-from .configuration_cnn_gru import CnnGruConfig
-from .modeling_cnn_gru import CnnGruModel, CnnGruPreTrainedModel
+"""The `cnn_gru` family, imported on first use: importing its configuration imports no model code."""
 
-__all__ = ["CnnGruConfig", "CnnGruModel", "CnnGruPreTrainedModel"]
+from ...utils import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".configuration_cnn_gru": ("CnnGruConfig",),
+        ".modeling_cnn_gru": (
+            "CnnGruModel",
+            "CnnGruPreTrainedModel",
+        ),
+    },
+)

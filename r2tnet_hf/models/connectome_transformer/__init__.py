@@ -1,13 +1,15 @@
-from .configuration_connectome_transformer import ConnectomeTransformerConfig
-from .modeling_connectome_transformer import (
-    ConnectomeTransformerModel,
-    ConnectomeTransformerPreTrainedModel,
-    masked_correlation,
-)
+"""The `connectome_transformer` family, imported on first use: importing its configuration imports no model code."""
 
-__all__ = [
-    "ConnectomeTransformerConfig",
-    "ConnectomeTransformerModel",
-    "ConnectomeTransformerPreTrainedModel",
-    "masked_correlation",
-]
+from ...utils import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".configuration_connectome_transformer": ("ConnectomeTransformerConfig",),
+        ".modeling_connectome_transformer": (
+            "ConnectomeTransformerModel",
+            "ConnectomeTransformerPreTrainedModel",
+            "masked_correlation",
+        ),
+    },
+)

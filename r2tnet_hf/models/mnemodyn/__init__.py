@@ -1,15 +1,16 @@
-from .configuration_mnemodyn import MnemoDynConfig
-from .modeling_mnemodyn import (
-    MnemoDynForPretraining,
-    MnemoDynModel,
-    MnemoDynPreTrainedModel,
-    MnemoDynPretrainingOutput,
-)
+"""The `mnemodyn` family, imported on first use: importing its configuration imports no model code."""
 
-__all__ = [
-    "MnemoDynConfig",
-    "MnemoDynForPretraining",
-    "MnemoDynModel",
-    "MnemoDynPreTrainedModel",
-    "MnemoDynPretrainingOutput",
-]
+from ...utils import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".configuration_mnemodyn": ("MnemoDynConfig",),
+        ".modeling_mnemodyn": (
+            "MnemoDynForPretraining",
+            "MnemoDynModel",
+            "MnemoDynPreTrainedModel",
+            "MnemoDynPretrainingOutput",
+        ),
+    },
+)

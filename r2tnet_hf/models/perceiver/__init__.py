@@ -1,4 +1,14 @@
-from .configuration_perceiver import PerceiverFmriConfig
-from .modeling_perceiver import PerceiverFmriModel, PerceiverFmriPreTrainedModel
+"""The `perceiver` family, imported on first use: importing its configuration imports no model code."""
 
-__all__ = ["PerceiverFmriConfig", "PerceiverFmriModel", "PerceiverFmriPreTrainedModel"]
+from ...utils import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".configuration_perceiver": ("PerceiverFmriConfig",),
+        ".modeling_perceiver": (
+            "PerceiverFmriModel",
+            "PerceiverFmriPreTrainedModel",
+        ),
+    },
+)

@@ -1,21 +1,19 @@
-from .configuration_r2tnet import R2TNetConfig
-from .modeling_r2tnet import (
-    R2TNetContrastiveOutput,
-    R2TNetForContrastivePretraining,
-    R2TNetForPhenotypePrediction,
-    R2TNetModel,
-    R2TNetOutput,
-    R2TNetPhenotypeOutput,
-    R2TNetPreTrainedModel,
-)
+"""The `r2tnet` family, imported on first use: importing its configuration imports no model code."""
 
-__all__ = [
-    "R2TNetConfig",
-    "R2TNetContrastiveOutput",
-    "R2TNetForContrastivePretraining",
-    "R2TNetForPhenotypePrediction",
-    "R2TNetModel",
-    "R2TNetOutput",
-    "R2TNetPhenotypeOutput",
-    "R2TNetPreTrainedModel",
-]
+from ...utils import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".configuration_r2tnet": ("R2TNetConfig",),
+        ".modeling_r2tnet": (
+            "R2TNetContrastiveOutput",
+            "R2TNetForContrastivePretraining",
+            "R2TNetForPhenotypePrediction",
+            "R2TNetModel",
+            "R2TNetOutput",
+            "R2TNetPhenotypeOutput",
+            "R2TNetPreTrainedModel",
+        ),
+    },
+)

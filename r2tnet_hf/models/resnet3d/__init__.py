@@ -1,4 +1,14 @@
-from .configuration_resnet3d import ResNet3DConfig
-from .modeling_resnet3d import ResNet3DModel, ResNet3DPreTrainedModel
+"""The `resnet3d` family, imported on first use: importing its configuration imports no model code."""
 
-__all__ = ["ResNet3DConfig", "ResNet3DModel", "ResNet3DPreTrainedModel"]
+from ...utils import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".configuration_resnet3d": ("ResNet3DConfig",),
+        ".modeling_resnet3d": (
+            "ResNet3DModel",
+            "ResNet3DPreTrainedModel",
+        ),
+    },
+)

@@ -1,4 +1,14 @@
-from .configuration_swin4d import Swin4DConfig
-from .modeling_swin4d import Swin4DModel, Swin4DPreTrainedModel
+"""The `swin4d` family, imported on first use: importing its configuration imports no model code."""
 
-__all__ = ["Swin4DConfig", "Swin4DModel", "Swin4DPreTrainedModel"]
+from ...utils import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        ".configuration_swin4d": ("Swin4DConfig",),
+        ".modeling_swin4d": (
+            "Swin4DModel",
+            "Swin4DPreTrainedModel",
+        ),
+    },
+)
