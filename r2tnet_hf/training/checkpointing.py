@@ -2,7 +2,8 @@
 
 `save_checkpoint` runs `accelerator.save_state` into a hidden folder and renames it to `checkpoints/step_NNNNNN`
 once every process has written its part, so a folder with that name is always complete. Model and optimizer go
-through Accelerate (safetensors for weights; `torch.load(weights_only=True)` for the rest); the loop's own state
+through Accelerate (safetensors for weights; `torch.load(weights_only=True)` for the rest; with FSDP, sharded
+`torch.distributed.checkpoint` folders whose metadata is checked with an allow-list unpickler); the loop's own state
 (step, best metric, data-stream position) is JSON beside them, so nothing is unpickled on resume.
 """
 
@@ -102,7 +103,9 @@ def check_checkpoint(accelerator, path: Path, reference: dict | None = None) -> 
     - `loop_state.json`: a JSON object with the step, and `data` (the stream or sampler position) and `best` shaped as
       `reference` (the loop state this run would save) is;
     - each prepared model's `model[_i].safetensors`: a consistent header, and every tensor named and shaped as the
-      model's (a changed architecture flag is caught here);
+      model's (a changed architecture flag is caught here); with FSDP, the sharded `pytorch_model_fsdp_i/` and
+      `optimizer_i/` folders of `torch.distributed.checkpoint` (`_check_sharded_folder`: only DCP's metadata classes in
+      `.metadata`, every shard file there and long enough; the model's tensors named and shaped as this run's);
     - each optimizer's `optimizer[_i].bin`, each scheduler's `scheduler[_i].bin`, the grad scaler's `scaler.pt`, and the
       registered custom objects' `custom_checkpoint_i.pkl`: readable with `weights_only=True`, the optimizer's parameter
       groups and state shapes matching the model's;
@@ -117,11 +120,12 @@ def check_checkpoint(accelerator, path: Path, reference: dict | None = None) -> 
     path = Path(path)
     state = read_loop_state(path)
     _check_like(path / LOOP_STATE, state, reference or {}, "")
-    if accelerator.distributed_type not in (
-        DistributedType.FSDP,
-        DistributedType.DEEPSPEED,
-        DistributedType.MEGATRON_LM,
-    ):
+    if accelerator.distributed_type == DistributedType.FSDP:
+        for index, model in enumerate(accelerator._models):
+            _check_sharded_model(path, index, model)
+        for index, _ in enumerate(accelerator._optimizers):
+            _check_sharded_folder(path / f"optimizer_{index}", "the sharded optimizer state of the checkpoint")
+    elif accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM):
         for index, model in enumerate(accelerator._models):
             _check_model_file(path, index, accelerator.unwrap_model(model))
         for index, optimizer in enumerate(accelerator._optimizers):
@@ -206,6 +210,105 @@ def _check_model_file(path: Path, index: int, model) -> None:
         )  # fmt: skip
 
 
+# What a torch.distributed.checkpoint `.metadata` pickle may name: DCP's own metadata records, torch sizes, dtypes and
+# layouts, and the checkpoint's path.
+_DCP_GLOBALS = {
+    ("torch.distributed.checkpoint.metadata", name)
+    for name in (
+        "Metadata", "MetadataIndex", "StorageMeta", "TensorStorageMetadata", "BytesStorageMetadata",
+        "ChunkStorageMetadata", "TensorProperties", "_MEM_FORMAT_ENCODING",
+    )
+} | {
+    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),
+    ("torch.serialization", "_get_layout"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"),
+    ("pathlib", "PurePosixPath"), ("pathlib", "PureWindowsPath"), ("collections", "OrderedDict"),
+}  # fmt: skip
+
+
+def read_dcp_metadata(file: Path):
+    """A `torch.distributed.checkpoint` folder's `.metadata`, unpickled with only `_DCP_GLOBALS` (and torch dtypes)
+    allowed, the way `weights_only=True` reads a tensor file. torch's own reader unpickles this file unrestricted, so a
+    sharded checkpoint is read here first: one that passes holds nothing but DCP's records."""
+    import pickle
+
+    import torch
+    from torch.distributed.checkpoint.metadata import Metadata
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) in _DCP_GLOBALS or (
+                module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)
+            ):
+                return super().find_class(module, name)
+            raise pickle.UnpicklingError(f"{module}.{name} is not a DCP metadata class")
+
+    try:
+        with open(file, "rb") as handle:
+            metadata = Restricted(handle).load()
+    except FileNotFoundError:
+        raise FmriInputError.for_source(
+            file, expected="the metadata of a sharded (DCP) checkpoint", found="no such file", hint=RESUME_FIX
+        ) from None
+    except Exception as error:  # a corrupt or foreign pickle: whatever the unpickler met
+        raise FmriInputError.for_source(
+            file, expected="DCP checkpoint metadata (only torch.distributed.checkpoint records)",
+            found=f"{type(error).__name__}: {' '.join(str(error).split())[:120]}", hint=RESUME_FIX,
+        ) from None  # fmt: skip
+    if not isinstance(metadata, Metadata):
+        raise FmriInputError.for_source(
+            file, expected="DCP checkpoint metadata", found=type(metadata).__name__, hint=RESUME_FIX
+        )
+    return metadata
+
+
+def _check_sharded_folder(folder: Path, what: str):
+    """A DCP folder: its metadata (`read_dcp_metadata`), and every shard file it points to, present and long enough."""
+    metadata = read_dcp_metadata(folder / ".metadata")
+    sizes: dict[str, int] = {}
+    for info in (metadata.storage_data or {}).values():
+        sizes[info.relative_path] = max(sizes.get(info.relative_path, 0), info.offset + info.length)
+    for name, needed in sorted(sizes.items()):
+        file = folder / name
+        found = file.stat().st_size if file.is_file() else None
+        if found is None or found < needed:
+            raise FmriInputError.for_source(
+                file, expected=f"{what}: a shard file of at least {needed} bytes",
+                found="no such file" if found is None else f"{found} bytes", hint=RESUME_FIX,
+            )  # fmt: skip
+    return metadata
+
+
+def _check_sharded_model(path: Path, index: int, model) -> None:
+    """The sharded model of an FSDP checkpoint: every tensor of the model (full shapes), no other."""
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    folder = path / f"pytorch_model_fsdp_{index}"
+    metadata = _check_sharded_folder(folder, "the sharded model weights of the checkpoint")
+    saved = {
+        key.removeprefix("model."): list(item.size)
+        for key, item in metadata.state_dict_metadata.items()
+        if isinstance(item, TensorStorageMetadata)
+    }
+    expected = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+    hint = "the run's model flags differ from the checkpoint's; " + RESUME_FIX
+    for name, shape in saved.items():
+        if name not in expected:
+            raise FmriInputError.for_source(
+                folder, expected=f"tensors of {type(model).__name__}", found=f"an unknown tensor {name}", hint=hint
+            )
+        if expected[name] != shape:
+            raise FmriInputError.for_source(
+                folder, expected=f"{name} of shape {expected[name]} (this run's model)", found=f"shape {shape}",
+                hint=hint,
+            )  # fmt: skip
+    missing = sorted(set(expected) - set(saved))
+    if missing:
+        raise FmriInputError.for_source(
+            folder, expected=f"every tensor of {type(model).__name__}", found=f"{len(missing)} missing ({missing[0]})",
+            hint=RESUME_FIX,
+        )  # fmt: skip
+
+
 def _check_optimizer_file(path: Path, index: int, optimizer) -> None:
     name = "optimizer.bin" if index == 0 else f"optimizer_{index}.bin"
     file = path / name
@@ -267,17 +370,22 @@ def _check_random_states(file: Path) -> None:
         torch.set_rng_state(saved[2])
 
 
-def save_best(model, processor, output_dir: Path, eval_results: dict) -> Path:
+def save_best(model, processor, output_dir: Path, eval_results: dict, state_dict: dict | None = None) -> Path:
     """`save_pretrained` model and processor plus `eval_results.json` into OUTPUT/best/, replacing it atomically."""
-    return save_pretrained_atomic(model, processor, output_dir / "best", eval_results)
+    return save_pretrained_atomic(model, processor, output_dir / "best", eval_results, state_dict)
 
 
-def save_pretrained_atomic(model, processor, final: Path, eval_results: dict | None = None) -> Path:
-    """`save_pretrained` model and processor (and `eval_results.json`) into `final`, replacing it atomically."""
+def save_pretrained_atomic(
+    model, processor, final: Path, eval_results: dict | None = None, state_dict: dict | None = None
+) -> Path:
+    """`save_pretrained` model and processor (and `eval_results.json`) into `final`, replacing it atomically.
+
+    `state_dict`: the full weights of a sharded model (gathered by every process), written as safetensors like any
+    other model's."""
     output_dir = final.parent
     staging = output_dir / f".tmp-{final.name}"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
+    model.save_pretrained(staging, state_dict=state_dict)
     processor.save_pretrained(staging)
     if eval_results is not None:
         (staging / "eval_results.json").write_text(json.dumps(eval_results, indent=2) + "\n")

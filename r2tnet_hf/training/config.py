@@ -143,6 +143,13 @@ class RunConfig:
     mixed_precision: str | None = field(
         default=None, metadata={"help": "no | fp16 | bf16 (default: what `accelerate launch` says)"}
     )
+    sharding: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (what `accelerate launch` says: FSDP2 with scripts/accelerate/fsdp.yaml, else DDP) or fsdp "
+            "(FSDP2 whatever the accelerate config; needs `accelerate launch`). A launch that cannot shard is refused"
+        },
+    )
     # ---- loop
     logging_steps: int = field(default=10, metadata={"help": "log every N steps"})
     eval_steps: int = field(default=50, metadata={"help": "validate every N steps (and at the end)"})
@@ -183,6 +190,8 @@ class RunConfig:
             raise bad("probe_solver", "sgd or ridge", self.probe_solver)
         if self.modality not in ("rest", "task", "all"):
             raise bad("modality", "rest, task or all", self.modality)
+        if self.sharding not in ("auto", "fsdp"):
+            raise bad("sharding", "auto or fsdp", self.sharding)
         if self.mixed_precision not in (None, "no", "fp16", "bf16"):
             raise bad("mixed_precision", "no, fp16 or bf16", self.mixed_precision)
         if not 0.0 <= self.roi_dropout < 1.0:

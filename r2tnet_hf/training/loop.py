@@ -53,9 +53,17 @@ logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------------------- set-up
 def make_accelerator(config: RunConfig):
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
+    """The run's `Accelerator`, checked against what the launch asked for (`check_launch`).
 
+    FSDP (`accelerate launch --config_file scripts/accelerate/fsdp.yaml`, or `--sharding fsdp`) is FSDP2 through
+    Accelerate's plugin. Accelerate only shards on accelerators; on a CPU it would set up DDP (`MULTI_CPU`) instead,
+    so there the plugin is switched on over the gloo ranks (`_fsdp_on_cpu`): the same `fully_shard`, sharded
+    `save_state` and full-state export as on GPUs.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType, ProjectConfiguration
+
+    plugin = _fsdp_plugin(config)
     # Without a GPU, Accelerate only sets up gloo ranks when told to use the CPU; otherwise `accelerate launch` with
     # 2 processes starts two independent single-process runs that both write the same folder.
     accelerator = Accelerator(
@@ -64,14 +72,121 @@ def make_accelerator(config: RunConfig):
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=f"{config.output_dir}/logs"),
+        fsdp_plugin=plugin,
     )
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if accelerator.num_processes != launched:
-        raise RuntimeError(
-            f"launched with WORLD_SIZE={launched} but Accelerate runs {accelerator.num_processes} process(es): "
-            "the processes would train separately; check the accelerate config"
-        )
+    if plugin is not None and accelerator.distributed_type == DistributedType.MULTI_CPU:
+        _fsdp_on_cpu(accelerator, plugin)
+    check_launch(accelerator, plugin is not None)
     return accelerator
+
+
+LAUNCH_FIX = (
+    "launch with `accelerate launch --config_file scripts/accelerate/fsdp.yaml --num_processes N` (on a CPU add "
+    "`--mixed_precision no`), or drop --sharding fsdp and ACCELERATE_USE_FSDP for DDP"
+)
+
+
+def _fsdp_asked(config: RunConfig) -> bool:
+    return config.sharding == "fsdp" or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def _fsdp_plugin(config: RunConfig):
+    """Accelerate's FSDP plugin when the run asks for sharding: from the launch config's FSDP_* variables, or FSDP2
+    with full sharding and transformer-block wrapping (each backbone's `_no_split_modules`) for `--sharding fsdp`."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    if not _fsdp_asked(config):
+        return None
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        plugin = FullyShardedDataParallelPlugin()
+    else:
+        plugin = FullyShardedDataParallelPlugin(
+            fsdp_version=2, auto_wrap_policy="transformer_based_wrap", state_dict_type="SHARDED_STATE_DICT"
+        )
+    if plugin.fsdp_version != 2:
+        raise FmriInputError.for_source(
+            "accelerate launch", expected="fsdp_version 2 (FSDP2, as in scripts/accelerate/fsdp.yaml)",
+            found=f"fsdp_version {plugin.fsdp_version}", hint="set fsdp_version: 2 in the accelerate config",
+        )  # fmt: skip
+    state_dict_type = getattr(plugin.state_dict_type, "name", plugin.state_dict_type)
+    if state_dict_type != "SHARDED_STATE_DICT":  # the checkpoints `check_checkpoint` reads before a resume
+        raise FmriInputError.for_source(
+            "accelerate launch", expected="fsdp_state_dict_type SHARDED_STATE_DICT (torch.distributed.checkpoint)",
+            found=f"{state_dict_type}", hint="set fsdp_state_dict_type: SHARDED_STATE_DICT in the accelerate config",
+        )  # fmt: skip
+    return plugin
+
+
+def _fsdp_on_cpu(accelerator, plugin) -> None:
+    """Turn Accelerate's CPU data parallelism (gloo ranks, which it would wrap in DDP) into FSDP2 with `plugin`:
+    the state Accelerate itself sets up for FSDP on GPUs (`AcceleratorState.distributed_type` and `fsdp_plugin`)."""
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    state = accelerator.state
+    if state.mixed_precision != "no":
+        plugin.set_mixed_precision(state.mixed_precision)
+    state.fsdp_plugin = plugin
+    state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+
+def check_launch(accelerator, fsdp_asked: bool) -> None:
+    """Refuse a set-up that differs from what the launch asked for, rather than train differently in silence.
+
+    - `WORLD_SIZE` processes were launched but Accelerate runs another number: the processes would train separately,
+      each on all the data, and write the same folder.
+    - FSDP was asked (`ACCELERATE_USE_FSDP` from an FSDP accelerate config, or `--sharding fsdp`) but Accelerate set up
+      something else, such as a single process (`python scripts/pretrain.py` without `accelerate launch`).
+    """
+    from accelerate.utils import DistributedType
+
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    found = f"{accelerator.distributed_type.value} with {accelerator.num_processes} process(es)"
+    if accelerator.num_processes != launched:
+        raise FmriInputError.for_source(
+            "accelerate launch", expected=f"{launched} synchronised processes (WORLD_SIZE={launched})", found=found,
+            hint="each would train alone on all the data; set use_cpu: true in the accelerate config on a CPU, "
+            "or ACCELERATE_USE_CPU=1",
+        )  # fmt: skip
+    if fsdp_asked and not (accelerator.distributed_type == DistributedType.FSDP and accelerator.is_fsdp2):
+        raise FmriInputError.for_source(
+            "accelerate launch", expected="FSDP2 sharding (ACCELERATE_USE_FSDP or --sharding fsdp)", found=found,
+            hint=LAUNCH_FIX,
+        )  # fmt: skip
+
+
+def is_sharded(accelerator) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def full_state_dict(accelerator, model) -> dict | None:
+    """Every process: the model's full (gathered) state dict for `save_pretrained` on the main process when the
+    model is sharded (a collective: all ranks call it), else None (the model's own `state_dict`)."""
+    return accelerator.get_state_dict(model) if is_sharded(accelerator) else None
+
+
+class gathered_parameters:
+    """Inside: an FSDP2 root holds its own full parameters, so its submodules can run on their own (validation calls
+    `model.r2tnet`, not the root's `forward`, which is what gathers them); the wrapped layers gather theirs in their
+    own hooks. A no-op for a model that is not sharded. Every rank must enter it and run the same forwards."""
+
+    def __init__(self, model):
+        from torch.distributed.fsdp import FSDPModule
+
+        self.model = model if isinstance(model, FSDPModule) else None
+
+    def __enter__(self):
+        if self.model is not None:
+            self.model.unshard()
+        return self
+
+    def __exit__(self, *exc):
+        if self.model is not None:
+            self.model.reshard()
+        return False
 
 
 def resolve_splits(config: RunConfig, shards: ShardFolder, accelerator) -> dict[str, list[str]]:
@@ -234,7 +349,13 @@ def _save_run_record(config: RunConfig, task: str, accelerator, extra: dict) -> 
         output.mkdir(parents=True, exist_ok=True)
         config.save(
             output / "run_config.yaml",
-            extra={"task": task, "model_type": "r2tnet", "num_processes": accelerator.num_processes, **extra},
+            extra={
+                "task": task,
+                "model_type": "r2tnet",
+                "num_processes": accelerator.num_processes,
+                "distributed_type": accelerator.distributed_type.value,  # FSDP when the weights are sharded
+                **extra,
+            },
         )
 
 
@@ -336,15 +457,17 @@ def _train(
 
     def evaluate(at_step: int) -> dict:
         """Validate, log, and save OUTPUT/best/ when the metric improves (ties keep the earlier step)."""
-        metrics = validate(accelerator.unwrap_model(model))
+        with gathered_parameters(model):
+            metrics = validate(accelerator.unwrap_model(model))
         train_unfrozen(model)  # validation leaves every module in train mode again
         metrics_log.log(metrics, at_step)
         if best.improves(metrics):
             best.value, best.step = float(metrics[best.metric]), at_step
+            state_dict = full_state_dict(accelerator, model)
             if accelerator.is_main_process:
                 record = {"metric": best.metric, "greater_is_better": best.greater, "value": best.value}
                 record.update(step=at_step, split="validation", metrics=metrics)
-                save_best(accelerator.unwrap_model(model), processor, output, record)
+                save_best(accelerator.unwrap_model(model), processor, output, record, state_dict=state_dict)
         accelerator.wait_for_everyone()
         return metrics
 
@@ -404,8 +527,9 @@ def _train(
                 config.save_total_limit,
             )
     progress.close()
+    state_dict = full_state_dict(accelerator, model)
     if accelerator.is_main_process:  # the final weights as a loadable model, whatever validation said
-        save_pretrained_atomic(accelerator.unwrap_model(model), processor, output / "last")
+        save_pretrained_atomic(accelerator.unwrap_model(model), processor, output / "last", state_dict=state_dict)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainingResult(
@@ -454,6 +578,12 @@ def pretrain(config: RunConfig) -> TrainingResult:
                 expected="target: one numeric phenotype column for the supervised term",
                 found=f"target {config.target}, columns {shards.phenotype_columns}",
             )
+        if is_sharded(accelerator):
+            raise FmriInputError.for_source(
+                "supervised_weight", expected="0 with FSDP (FSDP2 prepares one model; the term adds a head)",
+                found=f"{config.supervised_weight}", hint="train the supervised term with DDP (scripts/accelerate/cpu.yaml"
+                " or multi_gpu.yaml)",
+            )  # fmt: skip
         head = torch.nn.Linear(model.config.signature_dim, 1)
     modules = [model] + ([head] if head is not None else [])
     optimizer, scheduler = make_optimizer(config, [p for m in modules for p in m.parameters()])

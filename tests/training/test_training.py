@@ -1,5 +1,4 @@
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -56,26 +55,15 @@ def test_bad_data_exits_2_with_one_line(tmp_path, capsys):
     assert len(err) == 1 and "missing: expected a folder written by r2tnet convert" in err[0]
 
 
-def test_two_process_accelerate_launch_keeps_ranks_identical(training_shards, tmp_path):
-    output = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "accelerate.commands.launch",
-            "--config_file", str(ROOT / "scripts" / "accelerate" / "cpu.yaml"),
-            str(ROOT / "tests" / "training" / "ddp_check.py"),
-            "--data", str(training_shards), "--output_dir", str(output),
-            "--max_steps", "4", "--eval_steps", "4", "--save_steps", "4", "--subjects_per_batch", "2",
-            *TINY[2:],
-        ],
-        capture_output=True, text=True, timeout=600, env=env, cwd=ROOT,
-    )  # fmt: skip
+def test_two_process_accelerate_launch_keeps_ranks_identical(ddp_run):
+    output, result = ddp_run
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((output / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert ranks[0]["sha256"] == ranks[1]["sha256"]
     run_config = yaml.safe_load((output / "run_config.yaml").read_text())
     assert run_config["num_processes"] == 2 and run_config["task"] == "pretrain"
+    assert run_config["distributed_type"] == "MULTI_CPU" and ranks[0]["sharded_tensors"] == 0  # DDP: full copies
     assert (output / "checkpoints" / "step_000004" / "model.safetensors").is_file()
     assert (output / "best" / "eval_results.json").is_file()
 

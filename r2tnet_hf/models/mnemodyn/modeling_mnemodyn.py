@@ -212,6 +212,11 @@ class MnemoDynPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["MnemoDynLayer"]
 
+    def get_input_embeddings(self):
+        """None: fMRI input has no token-embedding table (transformers' default raises, and Accelerate's FSDP2
+        preparation asks for it)."""
+        return None
+
     def _init_weights(self, module: nn.Module):
         # Linear layers as the reference: Kaiming normal (fan-in), zero bias. Convolutions and dense layers scaled by
         # their fan-in with zero bias, where the reference draws N(0, 1) weights and biases (see the module docstring).

@@ -102,6 +102,11 @@ class R2TNetPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
 
+    def get_input_embeddings(self):
+        """None: fMRI input has no token-embedding table (transformers' default raises, and Accelerate's FSDP2
+        preparation asks for it)."""
+        return None
+
 
 class R2TNetModel(R2TNetPreTrainedModel):
     r"""
