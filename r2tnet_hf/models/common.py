@@ -247,12 +247,20 @@ class FmriAttention(torch.nn.Module):
     ) -> torch.Tensor:
         """`hidden_states` `(..., queries, hidden)`, `context` `(..., keys, key_value_size)` (defaults to
         `hidden_states`), `mask` boolean, broadcastable to `(..., heads, queries, keys)`. Returns `(..., queries,
-        hidden)`. A query row with no allowed key gives NaN, as in SDPA: callers let every query see itself."""
+        hidden)`. A query row with no allowed key gives NaN, as in SDPA: callers let every query see itself.
+
+        Several leading axes (e.g. `(batch, windows)`) are flattened into one before SDPA (a view, no copy), and so is
+        a mask with them: SDPA's fused CPU kernel takes only 4-D inputs, and on anything else it falls back to the
+        math kernel, which materialises every score matrix."""
         context = hidden_states if context is None else context
         *lead, queries, hidden = hidden_states.shape
         query = self.query(hidden_states).unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
         key, value = self.key_value(context).unflatten(-1, (2, self.num_heads, self.head_dim)).unbind(-3)
         key, value = key.transpose(-3, -2), value.transpose(-3, -2)
+        if len(lead) > 1:
+            query, key, value = (tensor.flatten(0, len(lead) - 1) for tensor in (query, key, value))
+            if mask is not None and mask.ndim > 3:
+                mask = mask.expand(*lead, *mask.shape[-3:]).flatten(0, len(lead) - 1)
         dropout = self.dropout if self.training else 0.0
         attended = torch.nn.functional.scaled_dot_product_attention(
             query, key, value, attn_mask=mask, dropout_p=dropout

@@ -43,17 +43,21 @@ class RoiTransformerPatchEmbedding(nn.Module):
         """Returns the tokens (content + time), their mask, and the content projection alone (for statistics)."""
         patch = self.config.patch_size
         batch, _, frames = fmri_values.shape
-        values = fmri_values * frame_mask.unsqueeze(1).to(fmri_values.dtype)
+        values = fmri_values
+        if self.spatial_basis is not None:  # a linear map of each frame, with no bias: masking after it is the same
+            values = torch.einsum("bvt,vr->brt", values, self.spatial_basis.to(values.dtype))
         pad = (-frames) % patch
         if pad:
             values = F.pad(values, (0, pad))
             frame_mask = F.pad(frame_mask, (0, pad), value=False)
         num_tokens = (frames + pad) // patch
-        if self.spatial_basis is not None:
-            values = torch.einsum("bvt,vr->brt", values, self.spatial_basis.to(values.dtype))
         channels = values.shape[1]
-        patches = values.reshape(batch, channels, num_tokens, patch).transpose(1, 2).reshape(batch, num_tokens, -1)
-        tokens = self.projection(patches)
+        # patches (batch, tokens, channels × patch): the transpose copies; masked frames are zeroed in that copy
+        # (exact zeros, whatever finite values they held), so that the series is never copied for the mask
+        patches = values.reshape(batch, channels, num_tokens, patch).transpose(1, 2)
+        patches = patches.clone(memory_format=torch.contiguous_format)  # never a view of the input: written in place
+        patches = patches.masked_fill_(~frame_mask.view(batch, num_tokens, 1, patch), 0.0)
+        tokens = self.projection(patches.reshape(batch, num_tokens, -1))
 
         token_mask = frame_mask.reshape(batch, num_tokens, patch).any(dim=-1)
         centre_frame = torch.arange(num_tokens, device=tokens.device, dtype=torch.float32) * patch + (patch - 1) / 2

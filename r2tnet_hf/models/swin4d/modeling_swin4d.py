@@ -147,13 +147,16 @@ class Swin4DPatchEmbedding(nn.Module):
 
     def forward(self, fmri_values: torch.Tensor, frame_mask: torch.Tensor, repetition_time: torch.Tensor):
         ph, pw, pd, pt = self.patch_size
-        values = fmri_values * frame_mask[:, None, None, None, None, :].to(fmri_values.dtype)
-        values = pad_to_multiple(values, (2, 3, 4, 5), self.patch_size)
+        values = pad_to_multiple(fmri_values, (2, 3, 4, 5), self.patch_size)
         frame_mask = pad_to_multiple(frame_mask, (1,), (pt,), value=False)
         batch, channels, height, width, depth, frames = values.shape
         grid = (height // ph, width // pw, depth // pd, frames // pt)
         patches = values.reshape(batch, channels, grid[0], ph, grid[1], pw, grid[2], pd, grid[3], pt)
-        patches = patches.permute(0, 2, 4, 6, 8, 1, 3, 5, 7, 9).reshape(batch, *grid, -1)
+        # the one copy of the volume (clone: never a view of the input, which is then written in place), where
+        # masked frames are zeroed: no second copy of the input for the mask
+        patches = patches.permute(0, 2, 4, 6, 8, 1, 3, 5, 7, 9).clone(memory_format=torch.contiguous_format)
+        frames_mask = frame_mask.view(batch, 1, 1, 1, grid[3], 1, 1, 1, 1, pt).to(patches.dtype)
+        patches = patches.mul_(frames_mask).reshape(batch, *grid, -1)
         tokens = self.norm(self.projection(patches))
         time_mask = frame_mask.view(batch, grid[3], pt).any(dim=-1)
         token_mask = time_mask[:, None, None, None, :].expand(batch, *grid).contiguous()
@@ -294,20 +297,32 @@ class Swin4DStage(nn.Module):
         return window, shift
 
     def attention_mask(
-        self, key_mask: torch.Tensor, same_region: torch.Tensor | None, index: torch.Tensor, dtype: torch.dtype
-    ) -> torch.Tensor:
-        """The SDPA mask `(batch, windows, 1, tokens, tokens)` of one window layout, broadcast over heads: keys where
-        `key_mask` `(batch, grid tokens)` is true, within a region of a shifted window (hard, or with
-        `shifted_window_mask_value` added across regions), and every token to itself."""
-        keys = key_mask[:, index].unsqueeze(-2)  # (batch, windows, 1, tokens)
-        eye = torch.eye(index.shape[1], dtype=torch.bool, device=index.device)
-        if same_region is None or self.mask_value is None:
-            allowed = keys if same_region is None else keys & same_region
-            return (allowed | eye).unsqueeze(2)
-        bias = torch.zeros(same_region.shape, dtype=dtype, device=index.device).masked_fill(
-            ~same_region, self.mask_value
-        )
-        return torch.where(keys | eye, bias, torch.tensor(-math.inf, dtype=dtype, device=index.device)).unsqueeze(2)
+        self, key_mask: torch.Tensor | None, same_region: torch.Tensor | None, index: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor | None:
+        """The additive SDPA mask of one window layout, `(batch, windows, 1, tokens, tokens)` (or `(windows, 1,
+        tokens, tokens)` when no key is masked), broadcast over heads, or `None` where every token of every window
+        may attend to all of its window: 0 for keys where `key_mask` `(batch, grid tokens)` is true (`None`: all
+        are) and within a region of a shifted window, `-inf` elsewhere (or `shifted_window_mask_value` across
+        regions), and 0 for every token to itself. Built once per stage in the model's dtype, so that SDPA neither
+        converts it nor keeps a copy of its own for each block."""
+        if key_mask is None and same_region is None:
+            return None
+        device = index.device
+        soft = same_region is not None and self.mask_value is not None
+        allowed = None  # the pairs not at -inf
+        if key_mask is not None:
+            keys = key_mask[:, index].unsqueeze(-2)  # (batch, windows, 1, tokens)
+            allowed = keys | torch.eye(index.shape[1], dtype=torch.bool, device=device)
+        if same_region is not None and not soft:
+            allowed = same_region if allowed is None else allowed & same_region
+        mask = torch.zeros((allowed if allowed is not None else same_region).shape, dtype=dtype, device=device)
+        if allowed is not None:
+            mask.masked_fill_(~allowed, -math.inf)
+        if soft:  # the value across regions, added
+            mask = mask + torch.zeros(same_region.shape, dtype=dtype, device=device).masked_fill_(
+                ~same_region, self.mask_value
+            )
+        return mask.unsqueeze(-3)
 
     def forward(self, hidden_states, token_mask, seconds, time_patch: int, repetition_time):
         real_grid = tuple(hidden_states.shape[1:5])
@@ -336,6 +351,8 @@ class Swin4DStage(nn.Module):
             real = torch.ones(real_grid, dtype=torch.bool, device=flat.device)
             padding = ~pad_to_multiple(real, (0, 1, 2, 3), multiples, value=False).flatten()
             key_mask = key_mask | padding
+        if bool(key_mask.all()):  # no key masked: plain windows need no mask, shifted ones one for all the batch
+            key_mask = None
         layouts = {}  # plain and shifted windows: (index, inverse permutation, mask, keep), built once per stage
         for number, block in enumerate(self.blocks):
             block_shift = shift if number % 2 else (0, 0, 0, 0)

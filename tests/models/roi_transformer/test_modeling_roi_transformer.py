@@ -178,3 +178,38 @@ def test_statistics_pooling_sees_the_spread_of_the_input():
     assert model.pool_projection.weight.grad.abs().sum() > 0
     with pytest.raises(Exception, match="pooling must be 'mean' or 'mean_std'"):
         tiny_config(pooling="max")
+
+
+@pytest.mark.parametrize("spatial_rank", [None, 3], ids=["dense", "spatial_basis"])
+def test_masking_after_the_spatial_projection_equals_masking_the_input(spatial_rank):
+    """The embedding zeroes masked frames in its patches (after the spatial basis, a bias-free map of each frame),
+    not in a copy of the input: the same tokens and gradients as masking the input first, with masked frames
+    holding large values and a length that needs padding to the patch."""
+    config = tiny_config(spatial_rank=spatial_rank)
+    model = RoiTransformerModel(config).train()
+    embeddings, patch = model.embeddings, config.patch_size
+    frames = 3 * patch + 2  # padded to the patch
+    values = torch.randn(2, NUM_ROIS, frames, generator=torch.Generator().manual_seed(0))
+    frame_mask = torch.ones(2, frames, dtype=torch.bool)
+    frame_mask[1, patch + 1 :] = False  # a patch half masked, and the rest
+    values[1, :, patch + 1 :] += 100.0
+    tr = torch.tensor([0.72, 2.0])
+
+    def masked_first(values):  # the previous rule: a masked copy of the input, then the projections
+        masked = torch.nn.functional.pad(values * frame_mask.unsqueeze(1), (0, (-frames) % patch))
+        if embeddings.spatial_basis is not None:
+            masked = torch.einsum("bvt,vr->brt", masked, embeddings.spatial_basis)
+        patches = masked.unflatten(-1, (-1, patch)).transpose(1, 2).flatten(2)
+        return embeddings.projection(patches)
+
+    expected_values = values.clone().requires_grad_()
+    expected = masked_first(expected_values)
+    found_values = values.clone().requires_grad_()
+    _, token_mask, content = embeddings(found_values, frame_mask, tr)
+    torch.testing.assert_close(content, expected, atol=1e-5, rtol=1e-6)
+    assert token_mask.tolist() == [[True] * 4, [True, True, False, False]]
+    weights = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1))
+    (expected * weights).sum().backward()
+    (content * weights).sum().backward()
+    torch.testing.assert_close(found_values.grad, expected_values.grad, atol=1e-6, rtol=1e-6)
+    assert found_values.grad[1, :, patch + 1 :].abs().max() == 0

@@ -7,6 +7,7 @@ from nibabel.testing import data_path
 
 from r2tnet_hf import FmriProcessor, Swin4DConfig, Swin4DModel
 from r2tnet_hf.data.io import read_series
+from r2tnet_hf.models.common import FmriAttention
 from r2tnet_hf.models.swin4d.modeling_swin4d import shifted_windows
 from tests.model_tester import ModelTesterMixin
 from tests.models.tiny_backbones import FRAMES, VOLUME, swin4d_config, volume_inputs
@@ -149,6 +150,56 @@ def test_shifted_block_only_mixes_tokens_within_a_shifted_window():
     expected, _ = brute_force_pairs(grid, window, shift)
     assert expected[token].sum() == 16
     assert torch.equal(changed, expected[token])
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "bool per window", "additive per batch and window"])
+def test_windowed_attention_flattened_to_4d_equals_attention_window_by_window(mask_kind):
+    """`FmriAttention` on `(batch, windows, tokens, features)` flattens (batch, windows) into SDPA's one batch axis,
+    and the mask with it: the same as attending within each window alone, with its own mask."""
+    torch.manual_seed(0)
+    attention = FmriAttention(16, 2).eval()
+    batch, windows, tokens = 2, 3, 5
+    hidden = torch.randn(batch, windows, tokens, 16)
+    if mask_kind == "none":
+        mask = None
+    elif mask_kind == "bool per window":  # (windows, 1, tokens, tokens), shared by the batch
+        mask = torch.rand(windows, 1, tokens, tokens) > 0.5
+        mask |= torch.eye(tokens, dtype=torch.bool)
+    else:  # additive, (batch, windows, 1, tokens, tokens)
+        mask = torch.randn(batch, windows, 1, tokens, tokens)
+        mask[0, 1, :, :, 3:] = -float("inf")
+    with torch.no_grad():
+        flat = attention(hidden, mask)
+        for b in range(batch):
+            for w in range(windows):
+                own = None if mask is None else (mask[w] if mask.ndim == 4 else mask[b, w])
+                alone = attention(hidden[b, w][None], None if own is None else own[None])[0]
+                torch.testing.assert_close(flat[b, w], alone, atol=1e-6, rtol=1e-6)
+
+
+def test_stage_attention_mask_is_additive_and_none_where_nothing_is_masked():
+    """The mask of a window layout: `None` for plain windows with every key real; for shifted windows 0 within a
+    region and -inf (hard) or the SwiFT value (soft) across; masked keys -inf except for a token to itself."""
+    grid, window, shift = (4, 4, 2, 2), (2, 2, 2, 2), (1, 1, 0, 0)
+    index, same_region = shifted_windows(grid, window, shift)
+    plain_index, _ = shifted_windows(grid, window, (0, 0, 0, 0))
+    hard = Swin4DModel(swin4d_config()).stages[0]
+    soft = Swin4DModel(swift_config()).stages[0]
+    assert hard.attention_mask(None, None, plain_index, torch.float32) is None
+    mask = hard.attention_mask(None, same_region, index, torch.float32)
+    assert mask.shape == (*same_region.shape[:1], 1, *same_region.shape[1:])
+    assert torch.equal(mask[:, 0] == 0, same_region) and torch.isinf(mask[:, 0][~same_region]).all()
+    soft_mask = soft.attention_mask(None, same_region, index, torch.float32)[:, 0]
+    assert torch.equal(soft_mask[~same_region], torch.full_like(soft_mask[~same_region], -100.0))
+    key_mask = torch.ones(2, index.numel(), dtype=torch.bool)
+    key_mask[1, index[0, 1]] = False  # the second token of the first window, in the second scan
+    masked = hard.attention_mask(key_mask, same_region, index, torch.float32)[:, :, 0]
+    assert masked.shape == (2, *same_region.shape)
+    assert torch.equal(masked[0], mask[:, 0])
+    column = masked[1, 0, :, 1]
+    assert column[1] == 0 and torch.isinf(column[torch.arange(len(column)) != 1]).all()
+    soft_masked = soft.attention_mask(key_mask, same_region, index, torch.float32)[1, 0, 0]
+    assert soft_masked[1, 1] == 0 and torch.isinf(soft_masked[0, 1])
 
 
 def test_appended_masked_frames_leave_real_tokens_unchanged():
