@@ -9,77 +9,20 @@ whichever is imported first (`r2tnet_hf._auto` registers them when transformers 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
-from . import _auto
+from . import _auto, configuration, modeling
 from .errors import FmriInputError as FmriInputError
+from .utils import lazy_exports
 
 __version__ = "0.1.0.dev0"
 
-#: public name -> the module that defines it (the facades `configuration` and `modeling` import every family)
-_LAZY = {
-    ".configuration": (
-        "CnnGruConfig",
-        "ConnectomeTransformerConfig",
-        "MnemoDynConfig",
-        "PerceiverFmriConfig",
-        "R2TNetConfig",
-        "ResNet3DConfig",
-        "RoiTransformerConfig",
-        "Swin4DConfig",
-        "TangentConnectomeConfig",
-        "Vit4DConfig",
-    ),
-    ".modeling": (
-        "CnnGruModel",
-        "CnnGruPreTrainedModel",
-        "ConnectomeTransformerModel",
-        "ConnectomeTransformerPreTrainedModel",
-        "FmriBackboneOutput",
-        "MnemoDynForPretraining",
-        "MnemoDynModel",
-        "MnemoDynPreTrainedModel",
-        "MnemoDynPretrainingOutput",
-        "PerceiverFmriModel",
-        "PerceiverFmriPreTrainedModel",
-        "R2TNetContrastiveOutput",
-        "R2TNetForContrastivePretraining",
-        "R2TNetForPhenotypePrediction",
-        "R2TNetModel",
-        "R2TNetOutput",
-        "R2TNetPhenotypeOutput",
-        "R2TNetPreTrainedModel",
-        "ResNet3DModel",
-        "ResNet3DPreTrainedModel",
-        "RoiTransformerModel",
-        "RoiTransformerPreTrainedModel",
-        "Swin4DModel",
-        "Swin4DPreTrainedModel",
-        "TangentConnectomeModel",
-        "TangentConnectomePreTrainedModel",
-        "Vit4DModel",
-        "Vit4DPreTrainedModel",
-    ),
-    ".processing": ("FmriProcessor",),
-}
-_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
-
-__all__ = sorted(["FmriInputError", *_MODULE_OF])
-
-
-def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
+# the facades are lazy too: a name imports its model family on first use
+__getattr__, __dir__, _lazy_names = lazy_exports(
+    __name__,
+    {".configuration": configuration.__all__, ".modeling": modeling.__all__, ".processing": ("FmriProcessor",)},
+)
+__all__ = sorted(["FmriInputError", *_lazy_names])
 
 _auto.install()
 

@@ -12,10 +12,10 @@ if they are loaded already when `r2tnet_hf` is imported.
 - `transformers.models.auto.modeling_auto` loaded: every model family with `AutoModel` (and the two pretraining heads
   with `AutoModelForPreTraining`). This imports the model families.
 
-A registration waits while a module it needs is half-imported: `modeling_r2tnet` imports `AutoModel` at its top, so
-`modeling_auto` can finish loading while a model family is still importing, and importing the families then would
-be a circular import. Every module it waits for is watched too, and the registration runs when the last one
-finishes.
+A registration waits while any module of transformers or of this package is half-imported: `modeling_r2tnet` and
+`transformers.modeling_layers` import `AutoModel` at their top, so `modeling_auto` can finish loading while they are
+still importing, and importing the model families then would be a circular import. Every module of both packages is
+watched (its loader wrapped), and the registration runs when the last half-imported one finishes.
 """
 
 from __future__ import annotations
@@ -53,6 +53,20 @@ def modeling_module(family: str) -> str:
     return f"r2tnet_hf.models.{family}.modeling_{family}"
 
 
+def family_exports(package: str, configurations: bool):
+    """`lazy_exports` of the facades `configuration` (every family's config class) and `modeling` (every family's
+    public classes but its config, and the backbone output type), read from the family packages' own tables."""
+    from .utils import lazy_exports
+
+    table: dict[str, tuple[str, ...]] = {} if configurations else {"r2tnet_hf.models.common": ("FmriBackboneOutput",)}
+    for family, *_ in FAMILIES:
+        names = importlib.import_module(f"r2tnet_hf.models.{family}").__all__  # a lazy package: imports nothing
+        table[f"r2tnet_hf.models.{family}"] = tuple(
+            name for name in names if name[0].isupper() and name.endswith("Config") == configurations
+        )
+    return lazy_exports(package, table)
+
+
 def _config_classes() -> list[type]:
     return [getattr(importlib.import_module(configuration_module(f)), c) for f, c, _, _ in FAMILIES]
 
@@ -84,37 +98,38 @@ def register_models() -> None:
             AutoModelForPreTraining.register(config_class, getattr(module, pretraining_name), exist_ok=True)
 
 
-_CONFIGURATIONS = tuple(configuration_module(f[0]) for f in FAMILIES)
-_MODELINGS = tuple(modeling_module(f[0]) for f in FAMILIES)
-#: registration -> the module that asks for it, then the modules that must not be half-imported when it runs
+#: registration -> the transformers Auto modules it fills (the first one's import asks for it)
 _STEPS = (
-    (register_configs, (CONFIGURATION_AUTO, "transformers.configuration_utils", *_CONFIGURATIONS)),
-    (
-        register_processor,
-        (FEATURE_EXTRACTION_AUTO, "transformers.feature_extraction_utils", "r2tnet_hf.processing", *_CONFIGURATIONS),
-    ),
-    (register_models, (MODELING_AUTO, "transformers.modeling_utils", *_CONFIGURATIONS, *_MODELINGS)),
+    (register_configs, (CONFIGURATION_AUTO,)),
+    (register_processor, (FEATURE_EXTRACTION_AUTO, CONFIGURATION_AUTO)),
+    (register_models, (MODELING_AUTO, CONFIGURATION_AUTO)),
 )
-_WATCHED = frozenset(name for _, needs in _STEPS for name in needs)
+#: the packages whose imports are watched: a registration imports from both, so it waits for both to be whole
+_PACKAGES = ("transformers", "r2tnet_hf")
 _done: set = set()
 _lock = threading.RLock()
 _running = False
 
 
-def _loaded(name: str, just_finished: str | None) -> bool:
-    """Whether `name` is imported completely (`just_finished` has run its body; its import flag is still up)."""
-    module = sys.modules.get(name)
-    if module is None:
-        return False
-    return name == just_finished or not getattr(getattr(module, "__spec__", None), "_initializing", False)
+def _watched(name: str) -> bool:
+    return name.partition(".")[0] in _PACKAGES
+
+
+def _half_imported(module, just_finished: str | None) -> bool:
+    """Whether the module's body is still running (`just_finished` has run its body; its import flag is still up)."""
+    spec = getattr(module, "__spec__", None)
+    return getattr(spec, "_initializing", False) is True and spec.name != just_finished
 
 
 def _ready(needs: tuple[str, ...], just_finished: str | None) -> bool:
-    asking, *rest = needs
-    if not _loaded(asking, just_finished):
+    """The Auto modules are loaded, and no module of transformers or of this package is half-imported: a
+    registration imports both (a model family imports `transformers.modeling_layers`, which itself imports
+    `AutoModel` at its top, so `modeling_auto` can be whole while `modeling_layers` is not)."""
+    if any(name not in sys.modules or _half_imported(sys.modules[name], just_finished) for name in needs):
         return False
-    # a needed module that nobody imports yet is imported by the registration; one half-imported makes it wait
-    return all(name not in sys.modules or _loaded(name, just_finished) for name in rest)
+    return not any(
+        _watched(name) and _half_imported(module, just_finished) for name, module in list(sys.modules.items())
+    )
 
 
 def run_due(just_finished: str | None = None) -> None:
@@ -161,7 +176,7 @@ class _AfterImportFinder(importlib.abc.MetaPathFinder):
         self._finding: set[str] = set()
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in _WATCHED or fullname in self._finding:
+        if not _watched(fullname) or fullname in self._finding:
             return None
         self._finding.add(fullname)
         try:
@@ -181,4 +196,4 @@ def install() -> None:
     """Register now what transformers has loaded already, and watch for the rest."""
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
-    run_due()
+    run_due(just_finished="r2tnet_hf")  # called last in the package's `__init__`, whose import is not watched

@@ -75,6 +75,9 @@ FIRST_IMPORTS = {
     "a model family first (it imports AutoModel while half-imported)": "from r2tnet_hf import R2TNetModel",
     "a configuration first (it imports AutoConfig while half-imported)": "from r2tnet_hf import R2TNetConfig",
     "the processor first": "from r2tnet_hf import FmriProcessor",
+    "the shared model code first (transformers.modeling_layers imports AutoModel while half-imported)": (
+        "from r2tnet_hf.models.common import FmriBackboneOutput"
+    ),
 }
 
 
