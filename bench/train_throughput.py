@@ -9,6 +9,16 @@ behind `scripts/pretrain.py`: `PairSampler` batches with rest⇄task positives, 
 one process. The loop logs, every `--log-every` steps, `samples_per_second` (views through the model per second) and
 `data_wait_fraction` (time blocked in `next(batches)` ÷ wall time of the interval). The figures printed are medians
 over the intervals after the first (warm-up). The goal is a wait fraction below 0.1.
+
+    python bench/train_throughput.py --data-only              # the data path alone: can the loader feed a GPU?
+
+`--data-only` measures the loader without any model step: `--scans` scans of 400 ROIs × 600 frames converted as
+float16, streamed by `FmriStream` from its memory-mapped Arrow cache in random 256-frame windows, batched in the
+stream (one `np.stack` per batch into shared memory) and read through a `torch.utils.data.DataLoader` with
+`--workers` worker processes, as a GPU run would. It prints views per second (medians of timed passes of
+`--views` views each, after a warm-up pass) and the ratio to the goal of 10,000 views/s, and, interleaved with it,
+the DataLoader's own ceiling on the machine: the same number of fresh shared-memory batches of that shape filled
+from a constant by the same workers, with no data read.
 """
 
 from __future__ import annotations
@@ -17,9 +27,15 @@ import argparse
 import json
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from r2tnet_hf.data.manifest import Manifest, ScanRecord, write_manifest
 from r2tnet_hf.data.shards import ConvertOptions, convert
+from r2tnet_hf.data.streaming import FmriStream, _batch_buffer
 from r2tnet_hf.data.synthetic import make_synthetic_cohort
 from r2tnet_hf.training.config import RunConfig
 from r2tnet_hf.training.loop import pretrain
@@ -39,7 +55,14 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--data-only", action="store_true", help="measure the loader alone (no model step)")
+    parser.add_argument("--scans", type=int, default=256, help="--data-only: scans of --rois × --frames")
+    parser.add_argument("--workers", type=int, default=2, help="--data-only: DataLoader worker processes")
+    parser.add_argument("--batch-size", type=int, default=32, help="--data-only: views per batch")
+    parser.add_argument("--views", type=int, default=20000, help="--data-only: views per timed pass")
     args = parser.parse_args()
+    if args.data_only:
+        return data_only(args)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -77,6 +100,80 @@ def main() -> None:
     )
     print(f"samples/s: {speed:.1f}")
     print(f"data wait fraction: {wait:.3f} (goal < 0.1; ratio to goal {wait / 0.1:.2f})")
+
+
+class _Filled(torch.utils.data.IterableDataset):
+    """The DataLoader's own ceiling: batches of the loader's shape and dtype, each a fresh shared-memory buffer filled
+    from one constant array, with no data read at all."""
+
+    def __init__(self, shape: tuple[int, ...], batches: int):
+        super().__init__()
+        self.shape, self.batches = shape, batches
+
+    def __iter__(self):
+        source = np.ones(self.shape, dtype=np.float16)
+        info = torch.utils.data.get_worker_info()
+        for _ in range(self.batches // (info.num_workers if info else 1)):
+            batch = _batch_buffer(self.shape, np.float16)
+            batch.numpy()[...] = source
+            yield {"fmri_values": batch}
+
+
+def data_only(args) -> None:
+    rois = args.rois if args.rois != 200 else 400  # the data path's goal is set for 400 ROIs
+    window = args.window if args.window != 512 else 256
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        rng = np.random.default_rng(0)
+        records = []
+        for index in range(args.scans):
+            path = folder / "scans" / f"scan{index:04d}.npy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, rng.standard_normal((args.frames, rois), dtype=np.float32))  # rows = timepoints
+            modality = ("rest", "task")[index % 2]
+            records.append(ScanRecord(f"sub-{index // 2:04d}", "1", modality, modality, str(path), 0.72))
+        write_manifest(Manifest(records, []), folder / "manifest.tsv")
+        shard_mb = args.scans * rois * args.frames * 2 / 8 / 2**20  # 8 shards
+        convert(folder / "manifest.tsv", folder / "shards", ConvertOptions(dtype="float16", shard_size_mb=shard_mb),
+                progress=False)  # fmt: skip
+        stream = FmriStream(
+            folder / "shards", window_length=window, batch_size=args.batch_size, dtype=None, source="arrow", seed=0
+        )
+        loader = torch.utils.data.DataLoader(
+            stream, batch_size=None, num_workers=args.workers, persistent_workers=args.workers > 0
+        )
+
+        shape = (args.batch_size, rois, window)
+        ceiling = torch.utils.data.DataLoader(
+            _Filled(shape, args.views // args.batch_size), batch_size=None, num_workers=args.workers,
+            persistent_workers=args.workers > 0,
+        )  # fmt: skip
+
+        def views_per_second(batches) -> float:
+            views, start = 0, time.perf_counter()
+            while views < args.views:
+                for batch in batches:
+                    assert batch["fmri_values"].dtype == torch.float16
+                    views += batch["fmri_values"].shape[0]
+            return views / (time.perf_counter() - start)
+
+        views_per_second(loader), views_per_second(ceiling)  # warm-up: workers, page cache, the cache's mapping
+        speeds, ceilings = [], []
+        for _ in range(3):  # interleaved
+            speeds.append(views_per_second(loader))
+            ceilings.append(views_per_second(ceiling))
+    speed, floor = statistics.median(speeds), statistics.median(ceilings)
+    print(
+        f"{args.scans} scans of {rois} ROIs × {args.frames} frames (float16, Arrow cache), random {window}-frame "
+        f"windows, batches of {shape[0]}, {args.workers} DataLoader workers, no model step; "
+        f"median of {len(speeds)} passes of {args.views} views"
+    )
+    print(f"views/s: {speed:.0f} ({speed * rois * window * 2 / 1e9:.2f} GB/s of float16 windows)")
+    print(f"ratio to the goal of 10,000 views/s: {speed / 10000:.2f}")
+    print(
+        f"DataLoader ceiling (fresh shared-memory batches of that shape filled from a constant, no data): "
+        f"{floor:.0f} views/s; loader / ceiling: {speed / floor:.2f}"
+    )
 
 
 if __name__ == "__main__":

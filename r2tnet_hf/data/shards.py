@@ -418,6 +418,7 @@ def _remove_outputs(out_dir: Path) -> None:
     for name in ("manifest.json", "README.md", "preprocessor_config.json"):
         (out_dir / name).unlink(missing_ok=True)
     shutil.rmtree(out_dir / STATE_DIR, ignore_errors=True)
+    shutil.rmtree(out_dir / "arrow", ignore_errors=True)  # FmriStream's memory-mapped copy of the shards
 
 
 def dataset_card(

@@ -1,23 +1,20 @@
 """Reading shards back: a resumable stream for training, random row access, and batching.
 
-`FmriStream` streams rows with `datasets.load_dataset("parquet", ..., streaming=True)`, splits them across processes
-with `split_dataset_by_node`, shuffles, and cuts random temporal windows through the dataset's `FmriProcessor`.
-
-Exact mid-epoch resume. A shuffle buffer whose content is not saved cannot resume exactly (datasets warns about it).
-This stream shuffles in a way whose state is small and deterministic instead: the shard order is a seeded
-permutation per epoch, and rows are read in blocks of `shuffle_buffer` that are permuted with a seed derived from
-(seed, epoch, block). The state is the `datasets` stream position at the start of the current block plus the offset
-inside it; random windows are drawn from a generator seeded per row. Restoring it continues with exactly the rows
-and windows an uninterrupted run would have produced. (Exactness holds when the stream is iterated in the process
-that saves the state, i.e. `num_workers=0`.)
+`FmriStream` streams rows through `datasets`: from a memory-mapped Arrow copy of the shards (`arrow/`, built and
+checked once, next to them) with `Dataset.from_file(...).to_iterable_dataset(...)`, or from the Parquet shards with
+`load_dataset("parquet", ..., streaming=True)` (the format shared on the Hub). It splits rows across processes with
+`split_dataset_by_node`, shuffles them resumably, and cuts random temporal windows as the dataset's `FmriProcessor`
+does; it yields samples, or whole batches collated in the stream. See `FmriStream` for exact mid-epoch resume.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import itertools
+import json
+import logging
 import os
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +26,18 @@ from .io import FmriSeries
 from .manifest import ScanRecord
 from .shards import FORMAT, METADATA_COLUMNS
 
+logger = logging.getLogger(__name__)
+
 
 def _seed(*parts: int) -> np.random.Generator:
     return np.random.default_rng([int(p) & 0xFFFFFFFF for p in parts])
 
 
-def decode_array(row: dict) -> np.ndarray:
-    """The row's array as float32, time last: a read-only view of the row's bytes when they are float32 already."""
-    return np.frombuffer(row["data"], dtype=row["dtype"]).reshape(row["shape"]).astype(np.float32, copy=False)
+def decode_array(row: dict, dtype=np.float32) -> np.ndarray:
+    """The row's array as `dtype` (`None`: as stored), time last: a read-only view of the row's bytes when they are of
+    that dtype already."""
+    array = np.frombuffer(row["data"], dtype=row["dtype"]).reshape(row["shape"])
+    return array if dtype is None else array.astype(dtype, copy=False)
 
 
 def _cell(value) -> str:
@@ -271,6 +272,28 @@ def window_processor(shards: ShardFolder, window_length: int | None, crop: str =
     return FmriProcessor(**{**config, "window_length": window_length, "crop": crop, "normalization": "none"})
 
 
+def _rows_need_checks(processor: FmriProcessor, folder_processor: FmriProcessor) -> bool:
+    """Whether `processor.prepare` would still do something to rows that `convert` prepared and the Arrow cache build
+    checked: a second normalisation, another target TR or another expected layout than the folder's."""
+    same = ("input_type", "num_rois", "volume_shape", "target_repetition_time")
+    return processor.normalization != "none" or any(
+        getattr(processor, name) != getattr(folder_processor, name) for name in same
+    )
+
+
+def pad_window(window: np.ndarray, length: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """`window` zero-padded along time to `length`, with its attention mask; a window of full length is returned as it
+    is (a view, not a copy)."""
+    frames = window.shape[-1]
+    if length is None or frames >= length:
+        return window, np.ones(frames, dtype=np.int64)
+    values = np.zeros((*window.shape[:-1], length), dtype=window.dtype)
+    values[..., :frames] = window
+    mask = np.zeros(length, dtype=np.int64)
+    mask[:frames] = 1
+    return values, mask
+
+
 def sample_from_row(
     row: dict,
     processor: FmriProcessor,
@@ -278,14 +301,25 @@ def sample_from_row(
     crop: str,
     subject_ids: dict[str, int],
     phenotype_columns: list[str],
+    checked: bool = False,
+    dtype=np.float32,
 ) -> dict:
-    """One training sample: a window of the row's array through the processor, with its metadata."""
-    series = FmriSeries(decode_array(row), float(row["repetition_time"]), source=row["source"])
-    batch = processor(series, crop=crop, generator=generator, return_tensors="np")
+    """One training sample: a window of the row's array (cut as `processor` cuts it), with its metadata.
+
+    Unless `checked` (rows of a validated Arrow cache, see `build_arrow_cache`), the row goes through
+    `processor.prepare` first (finite values, layout, TR). The window is a read-only view of the row when it has its full
+    length and `dtype` (`None`: the stored dtype) is the stored one; only a shorter window is copied, to pad it.
+    """
+    data, repetition_time = decode_array(row, dtype=None), float(row["repetition_time"])
+    if not checked:
+        series = processor.prepare(FmriSeries(data, repetition_time, source=row["source"]))
+        data, repetition_time = series.data, float(series.repetition_time)
+    data = data.astype(dtype or row["dtype"], copy=False)
+    values, mask = pad_window(processor.crop_window(data, crop, generator), processor.window_length)
     sample = {
-        "fmri_values": batch["fmri_values"][0],
-        "attention_mask": batch["attention_mask"][0],
-        "repetition_time": float(batch["repetition_time"][0]),
+        "fmri_values": values,
+        "attention_mask": mask,
+        "repetition_time": repetition_time,
         "subject_id": subject_ids[row["subject"]],
     }
     for name in ("subject", "session", "modality", "task", "scan_index", "window_start"):
@@ -295,17 +329,41 @@ def sample_from_row(
     return sample
 
 
+def _batch_buffer(shape: tuple[int, ...], dtype) -> torch.Tensor:
+    """An uninitialised batch tensor. In the main process over a numpy allocation (numpy asks the kernel for huge
+    pages, which made filling a fresh 30 MB batch 3× faster than `torch.empty`); in a DataLoader worker in shared
+    memory, as torch's default collate allocates it, so handing the batch to the main process copies nothing."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.from_numpy(np.empty(shape, dtype=dtype))
+    kind = torch.from_numpy(np.empty(0, dtype=dtype)).dtype
+    storage = torch.empty(0, dtype=kind)._typed_storage()._new_shared(int(np.prod(shape)), device="cpu")
+    return torch.empty(0, dtype=kind).new(storage).view(shape)
+
+
 def collate_fmri(samples: list[dict]) -> dict:
-    """Stack samples into model inputs, padding time to the longest with `attention_mask = 0` (never tiling)."""
-    longest = max(s["fmri_values"].shape[-1] for s in samples)
-    values = np.zeros((len(samples), *samples[0]["fmri_values"].shape[:-1], longest), dtype=np.float32)
-    mask = np.zeros((len(samples), longest), dtype=np.int64)
-    for index, sample in enumerate(samples):
-        length = sample["fmri_values"].shape[-1]
-        values[index, ..., :length] = sample["fmri_values"]
-        mask[index, :length] = sample["attention_mask"]
+    """Stack samples into model inputs, padding time to the longest with `attention_mask = 0` (never tiling).
+
+    The batch is built in one pass: when every window has the batch's length (the usual case with a `window_length`),
+    one `np.stack` writes them into the batch buffer; otherwise each is copied into its slot and zero-padded.
+    """
+    arrays = [s["fmri_values"] for s in samples]
+    masks = [s["attention_mask"] for s in samples]
+    lengths = [array.shape[-1] for array in arrays]
+    longest = max(lengths)
+    dtype = np.result_type(*arrays)
+    tensor = _batch_buffer((len(arrays), *arrays[0].shape[:-1], longest), dtype)
+    values, mask = tensor.numpy(), np.empty((len(arrays), longest), dtype=np.int64)
+    if min(lengths) == longest:
+        np.stack(arrays, out=values)
+        np.stack(masks, out=mask)
+    else:
+        for index, (array, row_mask) in enumerate(zip(arrays, masks)):
+            values[index, ..., : lengths[index]] = array
+            values[index, ..., lengths[index] :] = 0
+            mask[index, : lengths[index]] = row_mask
+            mask[index, lengths[index] :] = 0
     batch = {
-        "fmri_values": torch.from_numpy(values),
+        "fmri_values": tensor,
         "attention_mask": torch.from_numpy(mask),
         "repetition_time": torch.tensor([s["repetition_time"] for s in samples], dtype=torch.float32),
         "subject_ids": torch.tensor([s["subject_id"] for s in samples], dtype=torch.long),
@@ -316,6 +374,129 @@ def collate_fmri(samples: list[dict]) -> dict:
     return batch
 
 
+# ------------------------------------------------------------------------------------------ the Arrow cache
+ARROW_DIR = "arrow"
+ARROW_FORMAT = "r2tnet-arrow-cache/1"
+SOURCES = ("auto", "arrow", "parquet")
+
+
+def arrow_cache_files(shards: ShardFolder) -> list[Path] | None:
+    """The memory-mapped Arrow copies of a folder's shards (`arrow/`), or `None` when there are none or they are stale.
+
+    `arrow/index.json` records, per shard, the Parquet file it was built from with that file's sha256 and rows as
+    manifest.json lists them, and the Arrow file's size; the cache is used only when all of it matches (a reconverted
+    folder, a replaced shard or a half-built cache is never read).
+    """
+    folder = shards.folder / ARROW_DIR
+    try:
+        index = json.loads((folder / "index.json").read_text())
+    except (OSError, ValueError):
+        return None
+    entries = index.get("shards") if isinstance(index, dict) and index.get("format") == ARROW_FORMAT else None
+    if not isinstance(entries, list) or len(entries) != len(shards.summary["shards"]):
+        return None
+    files = []
+    for entry, shard in zip(entries, shards.summary["shards"]):
+        if not isinstance(entry, dict) or [entry.get("source"), entry.get("source_sha256"), entry.get("rows")] != [
+            shard["file"],
+            shard["sha256"],
+            shard["rows"],
+        ]:
+            return None
+        name = entry.get("file")
+        if not isinstance(name, str) or Path(name).name != name:
+            return None
+        path = folder / name
+        if not path.is_file() or path.stat().st_size != entry.get("bytes"):
+            return None
+        files.append(path)
+    return files
+
+
+def check_rows(table, processor: FmriProcessor, source: Path, first_row: int = 0) -> None:
+    """Check the rows of a shard table once, as `FmriProcessor.validate` checks a scan: the array bytes match shape and
+    dtype, the layout is the folder's, every value is finite, the TR is positive. Raises `FmriInputError` naming the
+    file and row."""
+    dtypes, shapes = table.column("dtype").to_pylist(), table.column("shape").to_pylist()
+    trs = table.column("repetition_time").to_numpy(zero_copy_only=False)
+    views = _binary_views(table.column("data"))
+    layout = 2 if processor.input_type == "roi" else 5
+    for index, (kind, shape, view, tr) in enumerate(zip(dtypes, shapes, views, trs)):
+        where = f"{source} row {first_row + index}"
+        problem = None
+        if kind not in ("float16", "float32"):
+            problem = ("dtype float16 or float32", f"{kind!r}")
+        elif not isinstance(shape, list) or len(shape) != layout or min(shape) < 1:
+            problem = (f"a {layout}-D shape, time last", f"{shape!r}")
+        elif view.size != np.prod(shape) * np.dtype(kind).itemsize:
+            problem = (f"{np.prod(shape) * np.dtype(kind).itemsize} bytes for shape {shape}", f"{view.size} bytes")
+        elif processor.input_type == "roi" and processor.num_rois is not None and shape[0] != processor.num_rois:
+            problem = (f"{processor.num_rois} ROIs (preprocessor_config.json)", f"{shape[0]}")
+        elif processor.input_type == "volume" and processor.volume_shape and shape[:4] != processor.volume_shape:
+            problem = (f"volume shape {processor.volume_shape}", f"{shape[:4]}")
+        elif not (np.isfinite(tr) and tr > 0):
+            problem = ("a repetition time > 0", f"{tr}")
+        elif not np.isfinite(view.view(kind)).all():
+            problem = ("finite values", f"{int((~np.isfinite(view.view(kind))).sum())} NaN/Inf values")
+        if problem:
+            raise FmriInputError.for_source(where, expected=problem[0], found=problem[1], hint=RECONVERT)
+
+
+def build_arrow_cache(shards: ShardFolder) -> list[Path]:
+    """Write `arrow/`: each Parquet shard as an uncompressed Arrow IPC stream file that `datasets.Dataset.from_file`
+    memory-maps, every row checked once (`check_rows`) on the way, then `arrow/index.json` (see `arrow_cache_files`).
+    Every file is written to a temporary name and renamed, the index last, so a killed build is rebuilt, never read.
+    Raises `OSError` when the folder cannot be written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..utils import atomic_path, atomic_write_text
+
+    folder = shards.folder / ARROW_DIR
+    folder.mkdir(exist_ok=True)
+    entries = []
+    for shard, parquet in zip(shards.summary["shards"], shards.files):
+        name = Path(shard["file"]).with_suffix(".arrow").name
+        reader = pq.ParquetFile(parquet, memory_map=True)
+        row = 0
+        with (
+            atomic_path(folder / name) as temporary,
+            pa.OSFile(str(temporary), "wb") as sink,
+            pa.ipc.new_stream(sink, reader.schema_arrow) as writer,
+        ):
+            for group in range(reader.num_row_groups):
+                table = reader.read_row_group(group)
+                check_rows(table, shards.processor, Path(parquet), row)
+                writer.write_table(table)
+                row += len(table)
+        entries.append(
+            {
+                "file": name,
+                "bytes": (folder / name).stat().st_size,
+                "rows": row,
+                "source": shard["file"],
+                "source_sha256": shard["sha256"],
+            }
+        )
+    summary = {"format": ARROW_FORMAT, "shards": entries}
+    atomic_write_text(folder / "index.json", json.dumps(summary, indent=1) + "\n")
+    return [folder / entry["file"] for entry in entries]
+
+
+def _binary_views(column) -> list[np.ndarray]:
+    """Each value of a (large) binary Arrow column as a read-only uint8 view of the column's buffer: no copy."""
+    import pyarrow as pa
+
+    views = []
+    for chunk in column.chunks:
+        _, offsets, data = chunk.buffers()
+        kind = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+        offsets = np.frombuffer(offsets, dtype=kind)[chunk.offset : chunk.offset + len(chunk) + 1].tolist()
+        values = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, dtype=np.uint8)
+        views.extend(values[start:end] for start, end in itertools.pairwise(offsets))
+    return views
+
+
 def _world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -323,7 +504,14 @@ def _world() -> tuple[int, int]:
 
 
 class FmriStream(torch.utils.data.IterableDataset):
-    """Stream training samples from a shard folder, resumably.
+    """Stream training samples (or whole batches) from a shard folder, resumably.
+
+    Rows are read through a `datasets.IterableDataset` built once per process: from the folder's memory-mapped Arrow
+    cache (`arrow/`, built and checked on first use, see `build_arrow_cache`) with `Dataset.from_file(...)
+    .to_iterable_dataset(num_shards=...)`, or from the Parquet shards with `load_dataset("parquet", streaming=True)`.
+    Blocks of rows come as Arrow tables; a row's array is a view of the block's buffer, and a window of full length
+    is a view of the row, so the only copy of the data is into the batch. Rows from the Arrow cache were checked when
+    it was built; rows streamed from Parquet go through the processor's checks.
 
     Args:
         folder: a folder written by `r2tnet convert`.
@@ -333,11 +521,27 @@ class FmriStream(torch.utils.data.IterableDataset):
         modalities (*optional*): keep only rows of these modalities (e.g. `["rest"]`).
         window_length (`int`, *optional*): frames per sample; `None` yields whole rows.
         crop (`str`, defaults to `"random"`): where windows are cut (`random`, `start`, `center`).
-        shuffle_buffer (`int`, defaults to 64): rows per shuffled block.
+        shuffle_buffer (`int`, defaults to 64): rows per shuffled block (counted before the subject and modality
+            filters).
         seed (`int`, defaults to 0): seed of the shard order, the block permutations and the windows.
         rank, world_size (*optional*): this process's slice; default from `torch.distributed`. With a shard count that
             is a multiple of `world_size`, processes get whole shards; otherwise rows are dealt one by one. The slices
-            are disjoint and cover every row.
+            are disjoint and cover every row. In DataLoader workers, each worker streams its own part of the slice.
+        batch_size (`int`, *optional*): yield batches of this many samples, collated (`collate_fmri`) in the stream
+            (use `DataLoader(stream, batch_size=None)`), instead of single samples; the last batch of an epoch may be
+            smaller.
+        source (`str`, defaults to `"auto"`): `"arrow"` (the cache, built when missing or stale), `"parquet"` (stream
+            the Parquet shards, as from the Hub), or `"auto"`: the cache, unless it cannot be written here.
+        dtype (defaults to `float32`): dtype of `fmri_values`; `None` keeps the stored one (e.g. float16 from
+            `convert --dtype float16`, half the bytes to move to an accelerator; cast there).
+
+    Exact mid-epoch resume. A shuffle buffer whose content is not saved cannot resume exactly (datasets warns about it).
+    This stream shuffles in a way whose state is small and deterministic instead: the shard order is a seeded
+    permutation per epoch (the `datasets` epoch, set from (seed, epoch)), and rows are read in blocks of
+    `shuffle_buffer` that are permuted with a seed derived from (seed, epoch, block). The state is the `datasets` stream
+    position at the start of the current block plus the offset inside it; random windows are drawn from a generator
+    seeded per position. Restoring it continues with exactly the samples an uninterrupted run would have produced.
+    (Exactness holds when the stream is iterated in the process that saves the state, i.e. `num_workers=0`.)
     """
 
     def __init__(
@@ -352,73 +556,139 @@ class FmriStream(torch.utils.data.IterableDataset):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        batch_size: int | None = None,
+        source: str = "auto",
+        dtype=np.float32,
     ):
         super().__init__()
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         self.shards = folder if isinstance(folder, ShardFolder) else ShardFolder(folder)
         self.processor = processor or window_processor(self.shards, window_length, crop)
         self.subjects = None if subjects is None else frozenset(subjects)
         self.modalities = None if modalities is None else frozenset(modalities)
         self.crop, self.shuffle_buffer, self.seed = crop, max(1, int(shuffle_buffer)), seed
+        self.batch_size = None if batch_size is None else max(1, int(batch_size))
+        self.dtype = None if dtype is None else np.dtype(dtype)
         default_rank, default_world = _world()
         self.rank = default_rank if rank is None else rank
         self.world_size = default_world if world_size is None else world_size
+        self.source, self.arrow_files = self._choose_source(source)
+        self._checked = self.source == "arrow" and not _rows_need_checks(self.processor, self.shards.processor)
+        self._datasets: dict[tuple[int, int], object] = {}
         self.epoch = 0
-        self._position = {"epoch": 0, "dataset": None, "block": 0, "offset": 0}
+        self._position = self._start(0)
+
+    def _choose_source(self, source: str) -> tuple[str, list[Path] | None]:
+        if source == "parquet":
+            return "parquet", None
+        files = arrow_cache_files(self.shards)
+        if files is None:
+            try:
+                files = build_arrow_cache(self.shards)
+            except OSError as error:
+                if source == "arrow":
+                    raise
+                logger.info(f"{self.shards.folder}: no Arrow cache ({error}); streaming the Parquet shards")
+                return "parquet", None
+        return "arrow", files
+
+    def _start(self, epoch: int) -> dict:
+        return {"epoch": epoch, "dataset": None, "block": 0, "offset": 0, "source": self.source}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self._position = {"epoch": epoch, "dataset": None, "block": 0, "offset": 0}
+        self._position = self._start(epoch)
 
     def state_dict(self) -> dict:
         """Where the stream stands: restore it with `load_state_dict` to continue with the next sample."""
         return copy.deepcopy(self._position)
 
     def load_state_dict(self, state: dict) -> None:
-        self._position = copy.deepcopy(state)
+        if state.get("source", self.source) != self.source:
+            raise ValueError(
+                f"a state saved while streaming from {state['source']} cannot resume a stream from {self.source}: "
+                f"pass source={state['source']!r}"
+            )
+        self._position = {**copy.deepcopy(state), "source": self.source}
         self.epoch = state["epoch"]
 
-    def epoch_files(self, epoch: int) -> list[str]:
-        order = _seed(self.seed, epoch, 0xF11E5).permutation(len(self.shards.files))
-        return [self.shards.files[i] for i in order]
+    def rows_dataset(self, rank: int, world_size: int):
+        """The `datasets.IterableDataset` of one slice of the rows, in Arrow format; built once per process."""
+        key = (rank, world_size)
+        if key not in self._datasets:
+            from datasets.distributed import split_dataset_by_node
 
-    def _dataset(self, epoch: int):
-        from datasets import load_dataset
-        from datasets.distributed import split_dataset_by_node
+            if self.source == "arrow":
+                from datasets import Dataset, concatenate_datasets
 
-        dataset = load_dataset("parquet", data_files=self.epoch_files(epoch), streaming=True, split="train")
-        if self.world_size > 1:
-            dataset = split_dataset_by_node(dataset, rank=self.rank, world_size=self.world_size)
-        if self.subjects is not None or self.modalities is not None:
-            subjects, modalities = self.subjects, self.modalities
-            dataset = dataset.filter(
-                lambda row: (
-                    (subjects is None or row["subject"] in subjects)
-                    and (modalities is None or row["modality"] in modalities)
-                )
-            )
-        return dataset
+                parts = [Dataset.from_file(str(path)) for path in self.arrow_files]
+                table = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+                dataset = table.to_iterable_dataset(num_shards=min(len(parts), len(table)))
+            else:
+                from datasets import load_dataset
+
+                dataset = load_dataset("parquet", data_files=self.shards.files, streaming=True, split="train")
+            if world_size > 1:
+                dataset = split_dataset_by_node(dataset, rank=rank, world_size=world_size)
+            self._datasets[key] = dataset.with_format("arrow")
+        return self._datasets[key]
+
+    def _dataset_epoch(self, epoch: int) -> int:
+        """The `datasets` epoch (never 0, which keeps the shard order) that seeds the shard order of `epoch`."""
+        return 1 + int(_seed(self.seed, epoch, 0xF11E5).integers(2**31 - 2))
+
+    def _block_rows(self, table) -> list[dict]:
+        """The rows of one block that pass the subject and modality filters, as dicts whose `data` is a view."""
+        keep = np.ones(len(table), dtype=bool)
+        for column, wanted in (("subject", self.subjects), ("modality", self.modalities)):
+            if wanted is not None:
+                keep &= np.isin(np.asarray(table.column(column).to_pylist(), dtype=object), list(wanted))
+        chosen = np.flatnonzero(keep).tolist()
+        if not chosen:
+            return []
+        names = [*METADATA_COLUMNS, "shape", "dtype", *self.shards.phenotype_columns]
+        columns = {name: table.column(name).to_pylist() for name in names}
+        views = _binary_views(table.column("data"))
+        return [{"data": views[i], **{name: values[i] for name, values in columns.items()}} for i in chosen]
 
     def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker is not None else (1, 0)
+        rank, world_size = self.rank * workers + worker_id, self.world_size * workers
         position = self._position
         epoch = position["epoch"]
-        dataset = self._dataset(epoch)
-        if position["dataset"] is not None:
-            dataset.load_state_dict(position["dataset"])
-        rows = iter(dataset)
-        block, skip = position["block"], position["offset"]
-        while True:
-            block_state = copy.deepcopy(dataset.state_dict())
-            rows_in_block = list(islice(rows, self.shuffle_buffer))
-            if not rows_in_block:
-                break
-            order = _seed(self.seed, epoch, block, 0xB10C).permutation(len(rows_in_block))
-            for offset in range(skip, len(rows_in_block)):
-                row = rows_in_block[order[offset]]
-                generator = _seed(self.seed, epoch, block, offset, 0x5EED)
+        dataset = self.rows_dataset(rank, world_size)
+        dataset.set_epoch(self._dataset_epoch(epoch))
+        dataset.load_state_dict(position["dataset"])  # None: from the start of the epoch
+        block, skip, block_state = position["block"], position["offset"], position["dataset"]
+        salt = () if workers == 1 else (rank,)  # workers of one process draw their own windows
+        pending: list[dict] = []
+        for table in dataset.iter(batch_size=self.shuffle_buffer):
+            rows = self._block_rows(table)
+            order = _seed(self.seed, epoch, block, 0xB10C).permutation(len(rows))
+            for offset in range(skip, len(rows)):
+                row = rows[order[offset]]
+                # a generator (tens of µs to seed) only where a window may be drawn at random (a processor that
+                # checks the row may also resample it)
+                longer = row["shape"][-1] > (self.processor.window_length or 2**62)
+                random = self.crop == "random" and (longer or not self._checked)
+                generator = _seed(self.seed, epoch, block, offset, 0x5EED, *salt) if random else None
                 sample = sample_from_row(
-                    row, self.processor, generator, self.crop, self.shards.subject_ids, self.shards.phenotype_columns
-                )
-                self._position = {"epoch": epoch, "dataset": block_state, "block": block, "offset": offset + 1}
-                yield sample
-            block, skip = block + 1, 0
+                    row, self.processor, generator, self.crop, self.shards.subject_ids,
+                    self.shards.phenotype_columns, checked=self._checked, dtype=self.dtype,
+                )  # fmt: skip
+                self._position = {
+                    "epoch": epoch, "dataset": block_state, "block": block, "offset": offset + 1, "source": self.source
+                }  # fmt: skip
+                if self.batch_size is None:
+                    yield sample
+                    continue
+                pending.append(sample)
+                if len(pending) == self.batch_size:
+                    yield collate_fmri(pending)
+                    pending = []
+            block, skip, block_state = block + 1, 0, dataset.state_dict()
+        if pending:
+            yield collate_fmri(pending)
         self.set_epoch(epoch + 1)

@@ -32,7 +32,7 @@ import torch
 
 from ..data.pairs import PairSampler
 from ..data.splits import group_value, load_splits, make_splits, save_splits, ungrouped_note
-from ..data.streaming import FmriStream, ShardFolder, collate_fmri, verify_shards
+from ..data.streaming import FmriStream, ShardFolder, verify_shards
 from ..errors import FmriInputError
 from ..hub.loading import check_model_folder, from_pretrained_checked, resolve_model_folder
 from ..utils import atomic_write_text
@@ -800,8 +800,9 @@ def pretrain_mnemodyn(config: RunConfig) -> TrainingResult:
         seed=config.seed,
         rank=accelerator.process_index,
         world_size=accelerator.num_processes,
+        batch_size=config.batch_size,  # batches collated whole in the stream
     )
-    loader = torch.utils.data.DataLoader(stream, batch_size=config.batch_size, collate_fn=collate_fmri)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None)
     metric, greater = config.metric_and_direction("pretrain")
     _save_run_record(config, "pretrain", accelerator, {"objective": config.objective, "model_type": "mnemodyn"})
     device = accelerator.device
@@ -918,8 +919,9 @@ def finetune(config: RunConfig) -> TrainingResult:
         seed=config.seed,
         rank=accelerator.process_index,
         world_size=accelerator.num_processes,
+        batch_size=config.batch_size,  # batches collated whole in the stream
     )
-    loader = torch.utils.data.DataLoader(stream, batch_size=config.batch_size, collate_fn=collate_fmri)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None)
     metric, greater = config.metric_and_direction("finetune")
     _save_run_record(config, "finetune", accelerator, {"backbone_model_type": model.config.backbone_config.model_type})
     device = accelerator.device

@@ -1,4 +1,5 @@
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +27,14 @@ def key(sample):
     return (sample["scan_index"], float(sample["fmri_values"][0, 0]))
 
 
-def test_stream_yields_every_row_once_with_windows(shard_folder):
-    stream = FmriStream(shard_folder, window_length=40, shuffle_buffer=5, seed=1)
+# Every stream test runs on both read paths: the memory-mapped Arrow cache and the Parquet shards.
+both_sources = pytest.mark.parametrize("source", ["arrow", "parquet"])
+
+
+@both_sources
+def test_stream_yields_every_row_once_with_windows(shard_folder, source):
+    stream = FmriStream(shard_folder, window_length=40, shuffle_buffer=5, seed=1, source=source)
+    assert stream.source == source
     samples = list(stream)
     assert sorted(s["scan_index"] for s in samples) == list(range(24))
     assert all(s["fmri_values"].shape == (12, 40) and s["attention_mask"].sum() == 40 for s in samples)
@@ -38,40 +45,153 @@ def test_stream_yields_every_row_once_with_windows(shard_folder):
     assert batch["fmri_values"].shape == (4, 12, 40) and batch["subject_ids"].dtype == torch.long
 
 
-def test_two_ranks_are_disjoint_and_cover_all_rows(shard_folder):
-    ranks = [list(FmriStream(shard_folder, rank=r, world_size=2, seed=2, shuffle_buffer=4)) for r in (0, 1)]
+@both_sources
+def test_two_ranks_are_disjoint_and_cover_all_rows(shard_folder, source):
+    ranks = [
+        list(FmriStream(shard_folder, rank=r, world_size=2, seed=2, shuffle_buffer=4, source=source)) for r in (0, 1)
+    ]
     first, second = ({s["scan_index"] for s in rows} for rows in ranks)
     assert not first & second and first | second == set(range(24))
 
 
-def test_rank_split_by_rows_when_shards_do_not_divide(synthetic_cohort, tmp_path):
+@both_sources
+def test_rank_split_by_rows_when_shards_do_not_divide(synthetic_cohort, tmp_path, source):
     out = tmp_path / "three"
     convert(synthetic_cohort / "manifest.tsv", out, ConvertOptions(shard_size_mb=0.035), progress=False)
     folder = ShardFolder(out)
     assert len(folder.files) % 2 == 1
-    first, second = ({s["scan_index"] for s in FmriStream(folder, rank=r, world_size=2)} for r in (0, 1))
+    ranks = [FmriStream(folder, rank=r, world_size=2, source=source) for r in (0, 1)]
+    first, second = ({s["scan_index"] for s in stream} for stream in ranks)
     assert not first & second and first | second == set(range(24))
 
 
-def test_resume_continues_exactly(shard_folder):
-    straight = [key(s) for s in FmriStream(shard_folder, window_length=32, shuffle_buffer=5, seed=4)]
-    stream = FmriStream(shard_folder, window_length=32, shuffle_buffer=5, seed=4)
+@both_sources
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_resume_continues_exactly(shard_folder, source, world_size):
+    def stream():
+        return FmriStream(
+            shard_folder, window_length=32, shuffle_buffer=5, seed=4, source=source, world_size=world_size
+        )
+
+    straight = [key(s) for s in stream()]
+    second_epoch = [key(s) for s in _at_epoch(stream(), 1)]
+    running = stream()
     head = []
-    for sample in stream:
+    for sample in running:
         head.append(key(sample))
-        if len(head) == 11:  # in the middle of the third block
+        if len(head) == (11 if world_size == 1 else 7):  # in the middle of the third (second) block
             break
-    state = stream.state_dict()
-    resumed = FmriStream(shard_folder, window_length=32, shuffle_buffer=5, seed=4)
+    state = running.state_dict()
+    resumed = stream()
     resumed.load_state_dict(state)
     tail = [key(s) for s in resumed]
     assert head + tail == straight
+    assert [key(s) for s in resumed] == second_epoch  # the next epoch as an uninterrupted run's
+    resumed.set_epoch(0)  # a stream that resumed mid-epoch replays a whole epoch from its start
+    assert [key(s) for s in resumed] == straight
 
 
-def test_subject_filter(shard_folder):
+def _at_epoch(stream, epoch):
+    stream.set_epoch(epoch)
+    return stream
+
+
+@both_sources
+def test_batches_are_the_samples_collated_and_resume_exactly(shard_folder, source):
+    def stream(**kwargs):
+        return FmriStream(shard_folder, window_length=32, shuffle_buffer=5, seed=4, source=source, **kwargs)
+
+    samples = list(stream())
+    batches = list(stream(batch_size=7))
+    assert [len(b["subject"]) for b in batches] == [7, 7, 7, 3]  # the last batch of the epoch is the rest
+    for number, batch in enumerate(batches):
+        expected = collate_fmri(samples[7 * number : 7 * number + 7])
+        assert batch.keys() == expected.keys()
+        for name, value in expected.items():
+            if torch.is_tensor(value):
+                assert torch.equal(batch[name], value), name
+            else:
+                assert batch[name] == value, name
+    running = stream(batch_size=7)
+    iterator = iter(running)
+    next(iterator), next(iterator)
+    resumed = stream(batch_size=7)
+    resumed.load_state_dict(running.state_dict())
+    for got, expected in zip(resumed, batches[2:], strict=True):
+        assert torch.equal(got["fmri_values"], expected["fmri_values"])
+
+
+@both_sources
+def test_subject_filter(shard_folder, source):
     subjects = {"sub-001", "sub-004"}
-    samples = list(FmriStream(shard_folder, subjects=subjects))
+    samples = list(FmriStream(shard_folder, subjects=subjects, source=source))
     assert {s["subject"] for s in samples} == subjects and len(samples) == 8
+    rest = list(FmriStream(shard_folder, subjects=subjects, modalities=["rest"], source=source))
+    assert {s["modality"] for s in rest} == {"rest"} and len(rest) == 4
+
+
+def test_both_sources_read_the_same_rows(shard_folder):
+    def rows(source):
+        stream = FmriStream(shard_folder, crop="start", source=source, dtype=None)
+        return {(s["scan_index"], s["window_start"]): s for s in stream}
+
+    arrow, parquet = rows("arrow"), rows("parquet")
+    assert arrow.keys() == parquet.keys() and len(arrow) == 24
+    for index, sample in arrow.items():
+        assert sample["fmri_values"].dtype == np.float32 and not sample["fmri_values"].flags.writeable  # a view
+        np.testing.assert_array_equal(sample["fmri_values"], parquet[index]["fmri_values"])
+        assert sample["subject"] == parquet[index]["subject"]
+
+
+def test_a_dataloader_with_two_workers_reads_every_row_once(shard_folder):
+    stream = FmriStream(shard_folder, window_length=32, shuffle_buffer=5, seed=3, batch_size=4, dtype=None)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+    scans = [s for batch in loader for s in batch["scan_index"]]
+    assert sorted(scans) == list(range(24))
+
+
+def test_the_arrow_cache_is_checked_rebuilt_when_stale_and_optional(synthetic_cohort, tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from r2tnet_hf.data import streaming
+
+    out = tmp_path / "shards"
+    convert(synthetic_cohort / "manifest.tsv", out, ConvertOptions(shard_size_mb=0.035), progress=False)
+    folder = ShardFolder(out)
+    assert streaming.arrow_cache_files(folder) is None
+    files = FmriStream(folder).arrow_files
+    assert [f.name for f in files] == [Path(f).with_suffix(".arrow").name for f in folder.files]
+    assert streaming.arrow_cache_files(folder) == files
+    assert not list((out / "arrow").glob(".*.tmp"))
+    # an Arrow file of another size than recorded (a killed or tampered copy) makes the cache stale: rebuilt
+    with open(files[0], "ab") as handle:
+        handle.write(b"x")
+    assert streaming.arrow_cache_files(folder) is None
+    assert FmriStream(folder, source="arrow").source == "arrow" and streaming.arrow_cache_files(folder) == files
+    # a folder where the cache cannot be written streams Parquet (auto), and says why when the cache is asked for
+    monkeypatch.setattr(streaming, "build_arrow_cache", _unwritable)
+    (out / "arrow" / "index.json").unlink()
+    assert FmriStream(folder).source == "parquet"
+    with pytest.raises(PermissionError):
+        FmriStream(folder, source="arrow")
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="source must be one of"):
+        FmriStream(folder, source="hdf5")
+    # rows are checked once, when the cache is built: a NaN in a shard is named with its file and row
+    table = pq.read_table(folder.files[1])
+    data = table.column("data").to_pylist()
+    broken = np.frombuffer(data[1], dtype=np.float32).copy()
+    broken[3] = np.nan
+    data[1] = broken.tobytes()
+    table = table.set_column(table.schema.get_field_index("data"), "data", pa.array(data, type=pa.binary()))
+    pq.write_table(table, folder.files[1])
+    with pytest.raises(FmriInputError, match=r"shard-00001.parquet row 1: expected finite values, found 1 NaN/Inf"):
+        streaming.build_arrow_cache(folder)
+
+
+def _unwritable(shards):
+    raise PermissionError(13, "Permission denied", str(shards.folder / "arrow"))
 
 
 @pytest.mark.parametrize("positives", ["cross_modality", "cross_session", "same_scan"])
