@@ -483,6 +483,31 @@ def build_arrow_cache(shards: ShardFolder) -> list[Path]:
     return [folder / entry["file"] for entry in entries]
 
 
+def _arrow_file_tables(filenames: list[str]):
+    """The record batches of memory-mapped Arrow stream files, in order, each as a table (views of the mapping)."""
+    import pyarrow as pa
+    from datasets.table import _memory_mapped_record_batch_reader_from_file
+
+    for filename in filenames:
+        for index, batch in enumerate(_memory_mapped_record_batch_reader_from_file(filename)):
+            yield f"{filename}:{index}", pa.Table.from_batches([batch])
+
+
+def arrow_files_dataset(files: list[Path]):
+    """A `datasets.IterableDataset` over the Arrow cache, one `datasets` shard per file: what
+    `IterableDataset.from_file` builds for one file, for several. (`Dataset.from_file(...).to_iterable_dataset()`
+    reads the same memory mapping, but deep-copies every shard's `Dataset` at the start of every epoch, which took a
+    third of an epoch of the 30 MB shards in `bench/stream_throughput.py`.)"""
+    from datasets import DatasetInfo, Features, IterableDataset
+    from datasets.iterable_dataset import ArrowExamplesIterable
+    from datasets.table import read_schema_from_file
+
+    filenames = [str(path) for path in files]
+    features = Features.from_arrow_schema(read_schema_from_file(filenames[0]))
+    tables = ArrowExamplesIterable(_arrow_file_tables, kwargs={"filenames": filenames})
+    return IterableDataset(ex_iterable=tables, info=DatasetInfo(features=features))
+
+
 def _binary_views(column) -> list[np.ndarray]:
     """Each value of a (large) binary Arrow column as a read-only uint8 view of the column's buffer: no copy."""
     import pyarrow as pa
@@ -620,11 +645,7 @@ class FmriStream(torch.utils.data.IterableDataset):
             from datasets.distributed import split_dataset_by_node
 
             if self.source == "arrow":
-                from datasets import Dataset, concatenate_datasets
-
-                parts = [Dataset.from_file(str(path)) for path in self.arrow_files]
-                table = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-                dataset = table.to_iterable_dataset(num_shards=min(len(parts), len(table)))
+                dataset = arrow_files_dataset(self.arrow_files)
             else:
                 from datasets import load_dataset
 
