@@ -1,7 +1,7 @@
 """Reading shards back: a resumable stream for training, random row access, and batching.
 
 `FmriStream` streams rows through `datasets`: from a memory-mapped Arrow copy of the shards (`arrow/`, built and
-checked once, next to them) with `Dataset.from_file(...).to_iterable_dataset(...)`, or from the Parquet shards with
+checked once, next to them) as a `datasets.IterableDataset` over its record batches, or from the Parquet shards with
 `load_dataset("parquet", ..., streaming=True)` (the format shared on the Hub). It splits rows across processes with
 `split_dataset_by_node`, shuffles them resumably, and cuts random temporal windows as the dataset's `FmriProcessor`
 does; it yields samples, or whole batches collated in the stream. See `FmriStream` for exact mid-epoch resume.
@@ -532,8 +532,8 @@ class FmriStream(torch.utils.data.IterableDataset):
     """Stream training samples (or whole batches) from a shard folder, resumably.
 
     Rows are read through a `datasets.IterableDataset` built once per process: from the folder's memory-mapped Arrow
-    cache (`arrow/`, built and checked on first use, see `build_arrow_cache`) with `Dataset.from_file(...)
-    .to_iterable_dataset(num_shards=...)`, or from the Parquet shards with `load_dataset("parquet", streaming=True)`.
+    cache (`arrow/`, built and checked on first use, see `build_arrow_cache`; one `datasets` shard per file,
+    `arrow_files_dataset`), or from the Parquet shards with `load_dataset("parquet", streaming=True)`.
     Blocks of rows come as Arrow tables; a row's array is a view of the block's buffer, and a window of full length
     is a view of the row, so the only copy of the data is into the batch. Rows from the Arrow cache were checked when
     it was built; rows streamed from Parquet go through the processor's checks.
