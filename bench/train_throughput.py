@@ -14,11 +14,12 @@ over the intervals after the first (warm-up). The goal is a wait fraction below 
 
 `--data-only` measures the loader without any model step: `--scans` scans of 400 ROIs × 600 frames converted as
 float16, streamed by `FmriStream` from its memory-mapped Arrow cache in random 256-frame windows, batched in the
-stream (one `np.stack` per batch into shared memory) and read through a `torch.utils.data.DataLoader` with
-`--workers` worker processes, as a GPU run would. It prints views per second (medians of timed passes of
-`--views` views each, after a warm-up pass) and the ratio to the goal of 10,000 views/s, and, interleaved with it,
-the DataLoader's own ceiling on the machine: the same number of fresh shared-memory batches of that shape filled
-from a constant by the same workers, with no data read.
+stream (one `np.stack` per batch) and read through `fmri_loader` with `--workers` worker processes, as a GPU run
+would: the workers collate into a ring of reused shared-memory buffers. Interleaved with it, on the same workers: a
+plain `DataLoader` over the same stream (a fresh shared-memory batch each time, as torch's default collate does), and
+the transfer's own ceilings, batches of that shape filled from a constant into a ring or into fresh buffers with no
+data read. It prints views per second for each (medians of `--passes` timed passes of `--views` views each, after a
+warm-up pass) and the ratio of `fmri_loader` to the goal of 10,000 views/s.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch
 
 from r2tnet_hf.data.manifest import Manifest, ScanRecord, write_manifest
 from r2tnet_hf.data.shards import ConvertOptions, convert
-from r2tnet_hf.data.streaming import FmriStream, _batch_buffer
+from r2tnet_hf.data.streaming import BufferRing, FmriStream, _batch_buffer, fmri_loader
 from r2tnet_hf.data.synthetic import make_synthetic_cohort
 from r2tnet_hf.training.config import RunConfig
 from r2tnet_hf.training.loop import pretrain
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="--data-only: DataLoader worker processes")
     parser.add_argument("--batch-size", type=int, default=32, help="--data-only: views per batch")
     parser.add_argument("--views", type=int, default=20000, help="--data-only: views per timed pass")
+    parser.add_argument("--passes", type=int, default=3, help="--data-only: timed passes per loader")
     args = parser.parse_args()
     if args.data_only:
         return data_only(args)
@@ -103,18 +105,19 @@ def main() -> None:
 
 
 class _Filled(torch.utils.data.IterableDataset):
-    """The DataLoader's own ceiling: batches of the loader's shape and dtype, each a fresh shared-memory buffer filled
-    from one constant array, with no data read at all."""
+    """The transfer's own ceiling: batches of the loader's shape and dtype, filled from one constant array into the
+    same kind of buffers (a reused ring, or fresh shared memory), with no data read at all."""
 
-    def __init__(self, shape: tuple[int, ...], batches: int):
+    def __init__(self, shape: tuple[int, ...], batches: int, slots: int):
         super().__init__()
-        self.shape, self.batches = shape, batches
+        self.shape, self.batches, self.slots = shape, batches, slots
 
     def __iter__(self):
         source = np.ones(self.shape, dtype=np.float16)
         info = torch.utils.data.get_worker_info()
+        ring = BufferRing(self.slots) if self.slots else None
         for _ in range(self.batches // (info.num_workers if info else 1)):
-            batch = _batch_buffer(self.shape, np.float16)
+            batch = ring.take(self.shape, np.float16) if ring else _batch_buffer(self.shape, np.float16)
             batch.numpy()[...] = source
             yield {"fmri_values": batch}
 
@@ -136,18 +139,28 @@ def data_only(args) -> None:
         shard_mb = args.scans * rois * args.frames * 2 / 8 / 2**20  # 8 shards
         convert(folder / "manifest.tsv", folder / "shards", ConvertOptions(dtype="float16", shard_size_mb=shard_mb),
                 progress=False)  # fmt: skip
-        stream = FmriStream(
-            folder / "shards", window_length=window, batch_size=args.batch_size, dtype=None, source="arrow", seed=0
-        )
-        loader = torch.utils.data.DataLoader(
-            stream, batch_size=None, num_workers=args.workers, persistent_workers=args.workers > 0
-        )
 
-        shape = (args.batch_size, rois, window)
-        ceiling = torch.utils.data.DataLoader(
-            _Filled(shape, args.views // args.batch_size), batch_size=None, num_workers=args.workers,
-            persistent_workers=args.workers > 0,
-        )  # fmt: skip
+        def stream():
+            return FmriStream(
+                folder / "shards", window_length=window, batch_size=args.batch_size, dtype=None, source="arrow"
+            )
+
+        shape, workers = (args.batch_size, rois, window), args.workers
+        persistent = {"persistent_workers": True} if workers else {}
+        slots = 2 + 2  # fmri_loader's ring for the default prefetch_factor of 2
+        loaders = {
+            "fmri_loader (ring of reused shared-memory batches)": fmri_loader(stream(), num_workers=workers),
+            "DataLoader over the same stream, a fresh batch each time": torch.utils.data.DataLoader(
+                stream(), batch_size=None, num_workers=workers, **persistent
+            ),
+            "ceiling: ring batches filled from a constant, no data": torch.utils.data.DataLoader(
+                _Filled(shape, args.views // args.batch_size, slots), batch_size=None, num_workers=workers,
+                **persistent,
+            ),
+            "ceiling: fresh batches filled from a constant, no data": torch.utils.data.DataLoader(
+                _Filled(shape, args.views // args.batch_size, 0), batch_size=None, num_workers=workers, **persistent
+            ),
+        }  # fmt: skip
 
         def views_per_second(batches) -> float:
             views, start = 0, time.perf_counter()
@@ -157,23 +170,22 @@ def data_only(args) -> None:
                     views += batch["fmri_values"].shape[0]
             return views / (time.perf_counter() - start)
 
-        views_per_second(loader), views_per_second(ceiling)  # warm-up: workers, page cache, the cache's mapping
-        speeds, ceilings = [], []
-        for _ in range(3):  # interleaved
-            speeds.append(views_per_second(loader))
-            ceilings.append(views_per_second(ceiling))
-    speed, floor = statistics.median(speeds), statistics.median(ceilings)
+        for loader in loaders.values():  # warm-up: workers, page cache, the cache's mapping
+            views_per_second(loader)
+        speeds = {name: [] for name in loaders}
+        for _ in range(args.passes):  # interleaved
+            for name, loader in loaders.items():
+                speeds[name].append(views_per_second(loader))
     print(
         f"{args.scans} scans of {rois} ROIs × {args.frames} frames (float16, Arrow cache), random {window}-frame "
-        f"windows, batches of {shape[0]}, {args.workers} DataLoader workers, no model step; "
-        f"median of {len(speeds)} passes of {args.views} views"
+        f"windows, batches of {shape[0]}, {workers} DataLoader workers, no model step; "
+        f"median of {args.passes} interleaved passes of {args.views} views"
     )
-    print(f"views/s: {speed:.0f} ({speed * rois * window * 2 / 1e9:.2f} GB/s of float16 windows)")
-    print(f"ratio to the goal of 10,000 views/s: {speed / 10000:.2f}")
-    print(
-        f"DataLoader ceiling (fresh shared-memory batches of that shape filled from a constant, no data): "
-        f"{floor:.0f} views/s; loader / ceiling: {speed / floor:.2f}"
-    )
+    for name, runs in speeds.items():
+        speed = statistics.median(runs)
+        print(f"{name}: {speed:.0f} views/s ({speed * rois * window * 2 / 1e9:.2f} GB/s)")
+    speed = statistics.median(next(iter(speeds.values())))
+    print(f"ratio of fmri_loader to the goal of 10,000 views/s: {speed / 10000:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 checked once, next to them) as a `datasets.IterableDataset` over its record batches, or from the Parquet shards with
 `load_dataset("parquet", ..., streaming=True)` (the format shared on the Hub). It splits rows across processes with
 `split_dataset_by_node`, shuffles them resumably, and cuts random temporal windows as the dataset's `FmriProcessor`
-does; it yields samples, or whole batches collated in the stream. See `FmriStream` for exact mid-epoch resume.
+does; it yields samples, or whole batches collated in the stream. See `FmriStream` for exact mid-epoch resume, and
+`fmri_loader` for reading batches through worker processes into reused shared-memory buffers.
 """
 
 from __future__ import annotations
@@ -340,19 +341,47 @@ def _batch_buffer(shape: tuple[int, ...], dtype) -> torch.Tensor:
     return torch.empty(0, dtype=kind).new(storage).view(shape)
 
 
-def collate_fmri(samples: list[dict]) -> dict:
+class BufferRing:
+    """`slots` batch buffers per shape and dtype, handed out in turn and reused: a DataLoader worker that collates into
+    them sends the main process the same few shared-memory blocks again and again, which torch maps once, instead of
+    a fresh block per batch that the kernel must zero and map page by page (torch's own ceiling for fresh 6.5 MB
+    batches on 2 workers was about 4,000–6,500 batches' worth of views/s here; `bench/train_throughput.py --data-only`).
+
+    A buffer is overwritten when its turn comes again, `slots` batches later from the same worker; see `fmri_loader`
+    for how many that leaves the consumer.
+    """
+
+    def __init__(self, slots: int):
+        self.slots = int(slots)
+        self._buffers: dict[tuple, list[torch.Tensor]] = {}
+        self._turn: dict[tuple, int] = {}
+
+    def take(self, shape: tuple[int, ...], dtype) -> torch.Tensor:
+        key = (tuple(shape), np.dtype(dtype).str)
+        buffers = self._buffers.setdefault(key, [])
+        turn = self._turn.get(key, 0)
+        self._turn[key] = (turn + 1) % self.slots
+        if turn == len(buffers):
+            buffers.append(_batch_buffer(shape, dtype))
+        return buffers[turn]
+
+
+def collate_fmri(samples: list[dict], ring: BufferRing | None = None) -> dict:
     """Stack samples into model inputs, padding time to the longest with `attention_mask = 0` (never tiling).
 
     The batch is built in one pass: when every window has the batch's length (the usual case with a `window_length`),
-    one `np.stack` writes them into the batch buffer; otherwise each is copied into its slot and zero-padded.
+    one `np.stack` writes them into the batch buffer; otherwise each is copied into its slot and zero-padded. With a
+    `ring`, the values and the mask are written into its reused buffers instead of fresh ones.
     """
     arrays = [s["fmri_values"] for s in samples]
     masks = [s["attention_mask"] for s in samples]
     lengths = [array.shape[-1] for array in arrays]
     longest = max(lengths)
     dtype = np.result_type(*arrays)
-    tensor = _batch_buffer((len(arrays), *arrays[0].shape[:-1], longest), dtype)
-    values, mask = tensor.numpy(), np.empty((len(arrays), longest), dtype=np.int64)
+    shape = (len(arrays), *arrays[0].shape[:-1], longest)
+    take = _batch_buffer if ring is None else ring.take
+    tensor, mask_tensor = take(shape, dtype), take((len(arrays), longest), np.int64)
+    values, mask = tensor.numpy(), mask_tensor.numpy()
     if min(lengths) == longest:
         np.stack(arrays, out=values)
         np.stack(masks, out=mask)
@@ -364,7 +393,7 @@ def collate_fmri(samples: list[dict]) -> dict:
             mask[index, lengths[index] :] = 0
     batch = {
         "fmri_values": tensor,
-        "attention_mask": torch.from_numpy(mask),
+        "attention_mask": mask_tensor,
         "repetition_time": torch.tensor([s["repetition_time"] for s in samples], dtype=torch.float32),
         "subject_ids": torch.tensor([s["subject_id"] for s in samples], dtype=torch.long),
     }
@@ -483,13 +512,24 @@ def build_arrow_cache(shards: ShardFolder) -> list[Path]:
     return [folder / entry["file"] for entry in entries]
 
 
+@functools.lru_cache(maxsize=4096)
+def _mapped_record_batches(filename: str, size: int, modified_ns: int) -> tuple:
+    """The record batches of one Arrow stream file, memory-mapped once per process and kept mapped, as
+    `datasets.Dataset.from_file` keeps its table's mapping: the pages a pass touched stay mapped for the next one (a
+    fresh mapping every epoch faulted every page in again, which halved the speed of small cached datasets). Keyed by
+    size and modification time as well, so a rebuilt file is mapped anew."""
+    from datasets.table import _memory_mapped_record_batch_reader_from_file
+
+    return tuple(_memory_mapped_record_batch_reader_from_file(filename))
+
+
 def _arrow_file_tables(filenames: list[str]):
     """The record batches of memory-mapped Arrow stream files, in order, each as a table (views of the mapping)."""
     import pyarrow as pa
-    from datasets.table import _memory_mapped_record_batch_reader_from_file
 
     for filename in filenames:
-        for index, batch in enumerate(_memory_mapped_record_batch_reader_from_file(filename)):
+        status = os.stat(filename)
+        for index, batch in enumerate(_mapped_record_batches(filename, status.st_size, status.st_mtime_ns)):
             yield f"{filename}:{index}", pa.Table.from_batches([batch])
 
 
@@ -520,6 +560,19 @@ def _binary_views(column) -> list[np.ndarray]:
         values = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, dtype=np.uint8)
         views.extend(values[start:end] for start, end in itertools.pairwise(offsets))
     return views
+
+
+class _Draw:
+    """One uniform draw u in [0, 1) standing in for a `numpy.random.Generator` where `FmriProcessor.crop_window` asks
+    for a window start: `integers(low, high)` is `low + floor(u · (high - low))`."""
+
+    __slots__ = ("u",)
+
+    def __init__(self, u: float):
+        self.u = float(u)
+
+    def integers(self, low: int, high: int) -> int:
+        return low + min(int(self.u * (high - low)), high - low - 1)
 
 
 def _world() -> tuple[int, int]:
@@ -553,12 +606,15 @@ class FmriStream(torch.utils.data.IterableDataset):
             is a multiple of `world_size`, processes get whole shards; otherwise rows are dealt one by one. The slices
             are disjoint and cover every row. In DataLoader workers, each worker streams its own part of the slice.
         batch_size (`int`, *optional*): yield batches of this many samples, collated (`collate_fmri`) in the stream
-            (use `DataLoader(stream, batch_size=None)`), instead of single samples; the last batch of an epoch may be
+            (read them with `fmri_loader`, or `DataLoader(stream, batch_size=None)`), instead of single samples; the last batch of an epoch may be
             smaller.
         source (`str`, defaults to `"auto"`): `"arrow"` (the cache, built when missing or stale), `"parquet"` (stream
             the Parquet shards, as from the Hub), or `"auto"`: the cache, unless it cannot be written here.
         dtype (defaults to `float32`): dtype of `fmri_values`; `None` keeps the stored one (e.g. float16 from
             `convert --dtype float16`, half the bytes to move to an accelerator; cast there).
+        buffer_slots (`int`, defaults to 0): with `batch_size`, collate into a `BufferRing` of this many reused
+            buffers per batch shape (0: a fresh buffer per batch). A batch is then overwritten `buffer_slots` batches
+            later: use `fmri_loader`, which sizes the ring for its DataLoader and says how long a batch stays valid.
 
     Exact mid-epoch resume. A shuffle buffer whose content is not saved cannot resume exactly (datasets warns about it).
     This stream shuffles in a way whose state is small and deterministic instead: the shard order is a seeded
@@ -584,6 +640,7 @@ class FmriStream(torch.utils.data.IterableDataset):
         batch_size: int | None = None,
         source: str = "auto",
         dtype=np.float32,
+        buffer_slots: int = 0,
     ):
         super().__init__()
         if source not in SOURCES:
@@ -595,6 +652,7 @@ class FmriStream(torch.utils.data.IterableDataset):
         self.crop, self.shuffle_buffer, self.seed = crop, max(1, int(shuffle_buffer)), seed
         self.batch_size = None if batch_size is None else max(1, int(batch_size))
         self.dtype = None if dtype is None else np.dtype(dtype)
+        self.buffer_slots = max(0, int(buffer_slots))
         default_rank, default_world = _world()
         self.rank = default_rank if rank is None else rank
         self.world_size = default_world if world_size is None else world_size
@@ -637,6 +695,27 @@ class FmriStream(torch.utils.data.IterableDataset):
             )
         self._position = {**copy.deepcopy(state), "source": self.source}
         self.epoch = state["epoch"]
+
+    @staticmethod
+    def _handed_over(batch: dict, ring: BufferRing | None) -> dict:
+        """A batch as a DataLoader worker hands it to the training process: with reused buffers, the small per-row
+        tensors travel as numpy arrays, pickled by value (each tensor would cost a shared-memory block and a file
+        descriptor passed per batch, which cut the transfer's ceiling from about 30,000 to 13,000 views/s here);
+        `FmriLoader` turns them back into tensors. In the training process itself, the batch is unchanged."""
+        if ring is None or torch.utils.data.get_worker_info() is None:
+            return batch
+        small = ("attention_mask", "repetition_time", "subject_ids")
+        return {key: value.numpy() if key in small else value for key, value in batch.items()}
+
+    def _buffer_ring(self) -> BufferRing | None:
+        """This process's ring of batch buffers (kept across epochs; never one inherited from the parent of a forked
+        DataLoader worker, whose buffers other workers share), or None without `buffer_slots`."""
+        if not (self.buffer_slots and self.batch_size):
+            return None
+        ring = getattr(self, "_ring", None)
+        if ring is None or ring[0] != os.getpid() or ring[1].slots != self.buffer_slots:
+            self._ring = ring = (os.getpid(), BufferRing(self.buffer_slots))
+        return ring[1]
 
     def rows_dataset(self, rank: int, world_size: int):
         """The `datasets.IterableDataset` of one slice of the rows, in Arrow format; built once per process."""
@@ -684,20 +763,19 @@ class FmriStream(torch.utils.data.IterableDataset):
         dataset.load_state_dict(position["dataset"])  # None: from the start of the epoch
         block, skip, block_state = position["block"], position["offset"], position["dataset"]
         salt = () if workers == 1 else (rank,)  # workers of one process draw their own windows
+        ring = self._buffer_ring()
         pending: list[dict] = []
         for table in dataset.iter(batch_size=self.shuffle_buffer):
             rows = self._block_rows(table)
             order = _seed(self.seed, epoch, block, 0xB10C).permutation(len(rows))
+            # one uniform draw per position of the block places its random window (seeding a generator per row cost
+            # a third of the stream's time); a function of (seed, epoch, block, offset), so resume stays exact
+            draws = _seed(self.seed, epoch, block, 0x5EED, *salt).random(len(rows)) if self.crop == "random" else None
             for offset in range(skip, len(rows)):
                 row = rows[order[offset]]
-                # a generator (tens of µs to seed) only where a window may be drawn at random (a processor that
-                # checks the row may also resample it)
-                longer = row["shape"][-1] > (self.processor.window_length or 2**62)
-                random = self.crop == "random" and (longer or not self._checked)
-                generator = _seed(self.seed, epoch, block, offset, 0x5EED, *salt) if random else None
                 sample = sample_from_row(
-                    row, self.processor, generator, self.crop, self.shards.subject_ids,
-                    self.shards.phenotype_columns, checked=self._checked, dtype=self.dtype,
+                    row, self.processor, None if draws is None else _Draw(draws[offset]), self.crop,
+                    self.shards.subject_ids, self.shards.phenotype_columns, checked=self._checked, dtype=self.dtype,
                 )  # fmt: skip
                 self._position = {
                     "epoch": epoch, "dataset": block_state, "block": block, "offset": offset + 1, "source": self.source
@@ -707,9 +785,44 @@ class FmriStream(torch.utils.data.IterableDataset):
                     continue
                 pending.append(sample)
                 if len(pending) == self.batch_size:
-                    yield collate_fmri(pending)
+                    yield self._handed_over(collate_fmri(pending, ring), ring)
                     pending = []
             block, skip, block_state = block + 1, 0, dataset.state_dict()
         if pending:
-            yield collate_fmri(pending)
+            yield self._handed_over(collate_fmri(pending, ring), ring)
         self.set_epoch(epoch + 1)
+
+
+class FmriLoader(torch.utils.data.DataLoader):
+    """The `DataLoader` that `fmri_loader` returns: every batch's small per-row fields, which its workers hand over as
+    numpy arrays (`FmriStream._handed_over`), as tensors again."""
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            yield {key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for key, value in batch.items()}
+
+
+def fmri_loader(stream: FmriStream, num_workers: int = 2, prefetch_factor: int = 2, **kwargs) -> FmriLoader:
+    """A `DataLoader` over a batched `FmriStream` that can feed an accelerator: `num_workers` processes cut and
+    collate whole batches into a ring of reused shared-memory buffers (`BufferRing`), so handing a batch to the
+    training process copies nothing and allocates nothing after the first few batches.
+
+    The ring has `prefetch_factor + 2` buffers per worker, so the last `2 × max(1, num_workers)` batches the loader
+    yielded are never overwritten: a training step that uses a batch (or copies it to the device) before it asks for
+    the next one, and keeps at most the previous one, is safe. To keep batches longer, `.clone()` them (or build the
+    DataLoader yourself on a stream without `buffer_slots`). `pin_memory=True` copies every batch out of the ring.
+
+    Mid-epoch resume is exact only without workers (`num_workers=0`, see `FmriStream`).
+    """
+    if stream.batch_size is None:
+        raise ValueError("fmri_loader needs a batched stream: FmriStream(..., batch_size=N)")
+    stream.buffer_slots = prefetch_factor + 2
+    options = {"prefetch_factor": prefetch_factor, "persistent_workers": True} if num_workers else {}
+    options.update(kwargs)
+    # the batches are collated already: no per-element `default_convert` pass over their metadata lists
+    options.setdefault("collate_fn", _as_collated)
+    return FmriLoader(stream, batch_size=None, num_workers=num_workers, **options)
+
+
+def _as_collated(batch: dict) -> dict:
+    return batch

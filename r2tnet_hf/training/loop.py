@@ -32,7 +32,7 @@ import torch
 
 from ..data.pairs import PairSampler
 from ..data.splits import group_value, load_splits, make_splits, save_splits, ungrouped_note
-from ..data.streaming import FmriStream, ShardFolder, verify_shards
+from ..data.streaming import FmriStream, ShardFolder, fmri_loader, verify_shards
 from ..errors import FmriInputError
 from ..hub.loading import check_model_folder, from_pretrained_checked, resolve_model_folder
 from ..utils import atomic_write_text
@@ -802,7 +802,7 @@ def pretrain_mnemodyn(config: RunConfig) -> TrainingResult:
         world_size=accelerator.num_processes,
         batch_size=config.batch_size,  # batches collated whole in the stream
     )
-    loader = torch.utils.data.DataLoader(stream, batch_size=None)
+    loader = fmri_loader(stream, num_workers=0)  # batches collated into reused buffers
     metric, greater = config.metric_and_direction("pretrain")
     _save_run_record(config, "pretrain", accelerator, {"objective": config.objective, "model_type": "mnemodyn"})
     device = accelerator.device
@@ -921,7 +921,7 @@ def finetune(config: RunConfig) -> TrainingResult:
         world_size=accelerator.num_processes,
         batch_size=config.batch_size,  # batches collated whole in the stream
     )
-    loader = torch.utils.data.DataLoader(stream, batch_size=None)
+    loader = fmri_loader(stream, num_workers=0)  # batches collated into reused buffers
     metric, greater = config.metric_and_direction("finetune")
     _save_run_record(config, "finetune", accelerator, {"backbone_model_type": model.config.backbone_config.model_type})
     device = accelerator.device

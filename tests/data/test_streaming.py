@@ -9,7 +9,7 @@ from r2tnet_hf.data.manifest import read_manifest
 from r2tnet_hf.data.pairs import PairSampler
 from r2tnet_hf.data.shards import ConvertOptions, convert
 from r2tnet_hf.data.splits import check_disjoint, load_splits, make_splits, save_splits, splits_from_manifest
-from r2tnet_hf.data.streaming import FmriStream, ShardFolder, collate_fmri
+from r2tnet_hf.data.streaming import FmriStream, ShardFolder, collate_fmri, fmri_loader
 from r2tnet_hf.data.synthetic import make_synthetic_cohort
 from r2tnet_hf.errors import FmriInputError
 
@@ -148,6 +148,53 @@ def test_a_dataloader_with_two_workers_reads_every_row_once(shard_folder):
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
     scans = [s for batch in loader for s in batch["scan_index"]]
     assert sorted(scans) == list(range(24))
+
+
+def _window_of_its_row(shard_folder, values, scan_index) -> bool:
+    """Whether `values` [V, L] is a window of the stored row of that scan (at some start)."""
+    (rows,) = [rows for record, rows in shard_folder.scans() if record.index == scan_index]
+    row = shard_folder.read_scan(rows).data.astype(values.dtype)
+    length = values.shape[-1]
+    return any(np.array_equal(row[:, s : s + length], values) for s in range(row.shape[-1] - length + 1))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_fmri_loader_hands_over_whole_batches_that_stay_valid_as_documented(shard_folder, workers):
+    stream = FmriStream(shard_folder, window_length=32, shuffle_buffer=5, seed=3, batch_size=4, dtype=None)
+    loader = fmri_loader(stream, num_workers=workers)
+    kept = 2 * max(1, workers)  # the batches fmri_loader promises are not overwritten yet
+    held: list[tuple[dict, torch.Tensor]] = []
+    scans, pointers = [], set()
+    for _ in range(2):  # two epochs: the ring carries over
+        for batch in loader:
+            assert all(torch.is_tensor(batch[k]) for k in ("fmri_values", "attention_mask", "repetition_time"))
+            assert batch["subject_ids"].dtype == torch.long and batch["attention_mask"].shape == (len(batch["subject"]), 32)
+            held.append((batch, batch["fmri_values"].clone()))
+            held = held[-kept:]
+            for old, copy in held:  # nothing held within the promise was overwritten by a later batch
+                assert torch.equal(old["fmri_values"], copy)
+            scans += batch["scan_index"]
+            pointers.add(batch["fmri_values"].data_ptr() if workers == 0 else None)
+            for values, scan in zip(batch["fmri_values"].numpy(), batch["scan_index"]):
+                assert _window_of_its_row(shard_folder, values, scan)
+    assert sorted(scans) == sorted(list(range(24)) * 2)
+    if workers == 0:  # in one process the batches are the ring's buffers, reused
+        assert len(pointers) <= stream.buffer_slots + 1  # + the last, smaller batch of an epoch
+
+
+def test_fmri_loader_in_process_yields_what_the_stream_yields(shard_folder):
+    def stream(**kwargs):
+        return FmriStream(shard_folder, window_length=32, shuffle_buffer=5, seed=4, batch_size=5, **kwargs)
+
+    expected = list(stream())
+    got = [{k: v.clone() if torch.is_tensor(v) else v for k, v in b.items()} for b in fmri_loader(stream(), 0)]
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a.keys() == b.keys()
+        for name in a:
+            assert torch.equal(a[name], b[name]) if torch.is_tensor(a[name]) else a[name] == b[name], name
+    with pytest.raises(ValueError, match="batch_size"):
+        fmri_loader(FmriStream(shard_folder), 0)
 
 
 def test_the_arrow_cache_is_checked_rebuilt_when_stale_and_optional(synthetic_cohort, tmp_path, monkeypatch):
