@@ -606,8 +606,8 @@ class FmriStream(torch.utils.data.IterableDataset):
             is a multiple of `world_size`, processes get whole shards; otherwise rows are dealt one by one. The slices
             are disjoint and cover every row. In DataLoader workers, each worker streams its own part of the slice.
         batch_size (`int`, *optional*): yield batches of this many samples, collated (`collate_fmri`) in the stream
-            (read them with `fmri_loader`, or `DataLoader(stream, batch_size=None)`), instead of single samples; the last batch of an epoch may be
-            smaller.
+            (read them with `fmri_loader`, or `DataLoader(stream, batch_size=None)`), instead of single samples; the
+            last batch of an epoch may be smaller.
         source (`str`, defaults to `"auto"`): `"arrow"` (the cache, built when missing or stale), `"parquet"` (stream
             the Parquet shards, as from the Hub), or `"auto"`: the cache, unless it cannot be written here.
         dtype (defaults to `float32`): dtype of `fmri_values`; `None` keeps the stored one (e.g. float16 from
@@ -799,7 +799,9 @@ class FmriLoader(torch.utils.data.DataLoader):
 
     def __iter__(self):
         for batch in super().__iter__():
-            yield {key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for key, value in batch.items()}
+            yield {
+                key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value for key, value in batch.items()
+            }
 
 
 def fmri_loader(stream: FmriStream, num_workers: int = 2, prefetch_factor: int = 2, **kwargs) -> FmriLoader:

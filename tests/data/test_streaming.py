@@ -168,7 +168,10 @@ def test_fmri_loader_hands_over_whole_batches_that_stay_valid_as_documented(shar
     for _ in range(2):  # two epochs: the ring carries over
         for batch in loader:
             assert all(torch.is_tensor(batch[k]) for k in ("fmri_values", "attention_mask", "repetition_time"))
-            assert batch["subject_ids"].dtype == torch.long and batch["attention_mask"].shape == (len(batch["subject"]), 32)
+            assert batch["subject_ids"].dtype == torch.long and batch["attention_mask"].shape == (
+                len(batch["subject"]),
+                32,
+            )
             held.append((batch, batch["fmri_values"].clone()))
             held = held[-kept:]
             for old, copy in held:  # nothing held within the promise was overwritten by a later batch
