@@ -62,11 +62,11 @@ def contrastive_recipe(setup: RunSetup) -> Recipe:
         output = model(**to_device(batch, device, INPUTS), return_dict=True)
         if head is None:
             return output.loss
-        values = np.asarray([targets[s] for s in batch["subject"]], dtype=np.float32)  # each pair's subject
-        value = torch.tensor(values, device=device).repeat(2)
+        subject_values = np.asarray([targets[s] for s in batch["subject"]], dtype=np.float32)  # each pair's subject
+        expected = torch.tensor(subject_values, device=device).repeat(2)
         prediction = head(output.signature * math.sqrt(output.signature.shape[1]))  # both views, first view first
-        observed = torch.isfinite(value)
-        supervised = torch.nn.functional.mse_loss(prediction[observed, 0], value[observed]) if observed.any() else 0
+        observed = torch.isfinite(expected)
+        supervised = torch.nn.functional.mse_loss(prediction[observed, 0], expected[observed]) if observed.any() else 0
         return output.loss + config.supervised_weight * supervised
 
     def validate(unwrapped):
@@ -178,6 +178,7 @@ def _check_validation_segments(setup: RunSetup) -> None:
 
 
 def _warn_if_memorisable(setup: RunSetup, model, subjects: int) -> None:
+    """Say so when the model has more than `MEMORISATION_RATIO` trainable parameters per training subject."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if setup.accelerator.is_main_process and trainable > MEMORISATION_RATIO * max(subjects, 1):
         logger.warning(

@@ -54,6 +54,7 @@ def resolve_preset(config: RunConfig) -> dict | None:
 
 
 def check_target_columns(config: RunConfig, shards: ShardFolder) -> None:
+    """Every `target` is a phenotype column of the shards."""
     missing = [t for t in config.target if t not in shards.phenotype_columns]
     if missing:
         raise FmriInputError.for_source(
@@ -125,6 +126,7 @@ def phenotype_recipe(setup: RunSetup, model, encode_label) -> Recipe:
 
 
 def is_r2tnet_checkpoint(source) -> bool:
+    """Whether `init_from` is a whole R2T-Net (True when there is none), not a bare backbone's checkpoint."""
     if source is None:
         return True
     return check_model_folder(resolve_model_folder(source))["model_type"] == "r2tnet"

@@ -1,6 +1,6 @@
 """The steps every recipe shares before its first batch: the accelerator and run folder (`start_run`), the seed, the
 shard folder and the subject splits; the model built from the run config (`build_model`); the training windows of a
-shard folder (`window_batches`); and the run record written beside the checkpoints (`save_run_record`)."""
+shard folder as resumable batches (`WindowBatches`); and the run record beside the checkpoints (`save_run_record`)."""
 
 from __future__ import annotations
 
@@ -110,6 +110,7 @@ def shard_groups(config: RunConfig, shards: ShardFolder, accelerator) -> dict[st
 
 
 def build_backbone_config(config: RunConfig, processor):
+    """The `backbone`'s config with the run's `backbone_config` overrides, its input shape from the processor."""
     from transformers import AutoConfig
 
     overrides = dict(config.backbone_config)
