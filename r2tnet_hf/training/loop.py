@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import FmriInputError
 from ..utils import atomic_write_text
 from .checkpointing import load_checkpoint, resolve_checkpoint, save_best, save_checkpoint, save_pretrained_atomic
 from .config import RunConfig
@@ -294,9 +295,18 @@ def prepare(setup: RunSetup, recipe: Recipe) -> tuple[list, object, object]:
 
 
 def _endless(batches: Iterable[dict]) -> Iterator[dict]:
-    """The recipe's batches, pass after pass."""
+    """The recipe's batches, pass after pass. A pass with no batch at all (no training rows for this process) is an
+    error, not an endless wait."""
     while True:
-        yield from batches
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise FmriInputError.for_source(
+                "the training split", expected="at least one training batch per pass on every process",
+                found="none", hint="check --modality, the splits and the number of processes against the data",
+            )  # fmt: skip
 
 
 def resume(setup: RunSetup, recipe: Recipe, scheduler, best: BestModel, metrics_log: MetricsLog) -> tuple[int, tuple]:

@@ -309,3 +309,19 @@ def test_a_model_that_can_memorise_its_training_subjects_is_warned_about(trainin
                                  "--backbone", "connectome_transformer", "--max_steps", "1", "--eval_steps", "1",
                                  "--subjects_per_batch", "4", "--progress", "false"]) == 0  # fmt: skip
     assert "training subjects for" in caplog.text and "can memorise" in caplog.text
+
+
+def test_a_pass_with_no_training_batch_is_an_error_not_an_endless_wait():
+    import itertools
+
+    from r2tnet_hf.training.loop import _endless
+
+    assert list(itertools.islice(_endless([{"b": 1}, {"b": 2}]), 5)) == [
+        {"b": 1},
+        {"b": 2},
+        {"b": 1},
+        {"b": 2},
+        {"b": 1},
+    ]
+    with pytest.raises(FmriInputError, match="at least one training batch per pass"):
+        next(_endless([]))
