@@ -131,6 +131,30 @@ class FmriPreTrainedModel(PreTrainedModel):
         return output_attentions, bool(hidden)
 
 
+class FmriTransformerPreTrainedModel(FmriPreTrainedModel):
+    """The transformer backbones built of `FmriTransformerLayer`s (attention through the interface), with their
+    initialisation: linear layers truncated normal (±2σ, σ = `config.initializer_range`) with zero biases, norms to
+    the identity, and every parameter a model declares itself (position tables, tokens, embeddings) truncated normal
+    too."""
+
+    _supports_sdpa = True
+    _no_split_modules = ["FmriTransformerLayer"]
+
+    def _init_weights(self, module: nn.Module):
+        std = self.config.initializer_range
+        init_transformer_weights(module, std)
+        if not isinstance(module, (nn.Linear, nn.LayerNorm)):
+            for parameter in module.parameters(recurse=False):
+                init_truncated(parameter, std)
+
+
+class FmriConvPreTrainedModel(FmriPreTrainedModel):
+    """The per-frame CNN backbones, with their initialisation (`init_conv_weights`)."""
+
+    def _init_weights(self, module: nn.Module):
+        init_conv_weights(module)
+
+
 def check_roi_inputs(
     fmri_values: torch.Tensor,
     attention_mask: torch.Tensor | None,
@@ -518,24 +542,30 @@ def self_attention_mask(token_mask: torch.Tensor) -> torch.Tensor:
     return (token_mask.unsqueeze(-2) | eye).unsqueeze(-3)
 
 
+# `FmriTransformerLayer` argument → the transformers-style config field it is read from
+LAYER_FIELDS = {
+    "hidden_size": "hidden_size",
+    "num_heads": "num_attention_heads",
+    "intermediate_size": "intermediate_size",
+    "hidden_act": "hidden_act",
+    "layer_norm_eps": "layer_norm_eps",
+    "qkv_bias": "qkv_bias",
+    "hidden_dropout": "hidden_dropout_prob",
+    "attention_dropout": "attention_probs_dropout_prob",
+}
+
+
 def transformer_layers(config, count: int | None = None, **overrides) -> nn.ModuleList:
     """`count` (default `config.num_hidden_layers`) `FmriTransformerLayer`s built from a config's transformers-style
-    fields (`hidden_size`, `num_attention_heads`, `intermediate_size`, `hidden_act`, `layer_norm_eps`, `qkv_bias`,
-    dropouts), attending through `config._attn_implementation`; `overrides` replace any of the layer's arguments."""
-    arguments = dict(
-        hidden_size=config.hidden_size,
-        num_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size,
-        hidden_act=config.hidden_act,
-        layer_norm_eps=config.layer_norm_eps,
-        qkv_bias=config.qkv_bias,
-        hidden_dropout=config.hidden_dropout_prob,
-        attention_dropout=config.attention_probs_dropout_prob,
-        config=config,
-    )
+    fields (`LAYER_FIELDS`), attending through `config._attn_implementation`; `overrides` give any of the layer's
+    arguments instead (the config's field is then not read)."""
+    arguments = {
+        argument: getattr(config, field) for argument, field in LAYER_FIELDS.items() if argument not in overrides
+    }
     arguments.update(overrides)
     return nn.ModuleList(
-        FmriTransformerLayer(**arguments) for _ in range(config.num_hidden_layers if count is None else count)
+        FmriTransformerLayer(**arguments, config=config)
+        for _ in range(config.num_hidden_layers if count is None else count)
     )
 
 
@@ -546,21 +576,32 @@ def transformer_layers(config, count: int | None = None, **overrides) -> nn.Modu
 def init_transformer_weights(module: nn.Module, std: float) -> None:
     """Transformer initialisation: linear weights truncated normal (±2σ) with zero biases, unit layer norms."""
     if isinstance(module, nn.Linear):
-        init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+        init_truncated(module.weight, std)
         if module.bias is not None:
             init.zeros_(module.bias)
     else:
         init_norm(module)
+
+
+def init_truncated(tensor: torch.Tensor, std: float) -> None:
+    """Truncated normal, mean 0, standard deviation `std`, cut at ±2`std`."""
+    init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
 
 
 def init_conv_weights(module: nn.Module) -> None:
     """CNN initialisation: 3-D convolutions Kaiming-normal (fan-out, ReLU), batch norms to the identity."""
     if isinstance(module, nn.Conv3d):
-        init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        if module.bias is not None:
-            init.zeros_(module.bias)
+        init_kaiming(module, "fan_out")
     else:
         init_norm(module)
+
+
+def init_kaiming(module: nn.Module, mode: str) -> None:
+    """A linear or convolution layer's weight Kaiming-normal for ReLU (`mode` `"fan_in"` or `"fan_out"`), its bias
+    zero."""
+    init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
+    if module.bias is not None:
+        init.zeros_(module.bias)
 
 
 def init_norm(module: nn.Module) -> None:

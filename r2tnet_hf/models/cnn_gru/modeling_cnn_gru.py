@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils.generic import can_return_tuple
 
-from ..common import FmriBackboneOutput, FmriPreTrainedModel, forward_docstring, init_conv_weights, masked_mean
+from ..common import FmriBackboneOutput, FmriConvPreTrainedModel, forward_docstring, masked_mean
 from .configuration_cnn_gru import CnnGruConfig
 
 
@@ -39,14 +39,11 @@ class CnnGruFrameEncoder(GradientCheckpointingLayer):
         return self.layers(frames).mean(dim=(2, 3, 4))
 
 
-class CnnGruPreTrainedModel(FmriPreTrainedModel):
+class CnnGruPreTrainedModel(FmriConvPreTrainedModel):
     config: CnnGruConfig
     config_class = CnnGruConfig
     base_model_prefix = "cnn_gru"
     _no_split_modules = ["CnnGruFrameEncoder"]
-
-    def _init_weights(self, module: nn.Module):
-        init_conv_weights(module)
 
 
 class CnnGruModel(CnnGruPreTrainedModel):

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import initialization as init
 from transformers.utils.generic import can_return_tuple
 
 from ..common import (
     FmriBackboneOutput,
-    FmriPreTrainedModel,
+    FmriTransformerPreTrainedModel,
     forward_docstring,
-    init_transformer_weights,
     require_real_frames,
     run_layers,
     transformer_layers,
@@ -91,18 +89,10 @@ class ConnectomeTransformerReadout(nn.Module):
         return self.output(self.reduce(tokens).flatten(1))
 
 
-class ConnectomeTransformerPreTrainedModel(FmriPreTrainedModel):
+class ConnectomeTransformerPreTrainedModel(FmriTransformerPreTrainedModel):
     config: ConnectomeTransformerConfig
     config_class = ConnectomeTransformerConfig
     base_model_prefix = "connectome_transformer"
-    _supports_sdpa = True
-    _no_split_modules = ["FmriTransformerLayer"]
-
-    def _init_weights(self, module: nn.Module):
-        std = self.config.initializer_range
-        init_transformer_weights(module, std)
-        if isinstance(module, ConnectomeTransformerEmbeddings):
-            init.trunc_normal_(module.roi_embedding, std=std, a=-2 * std, b=2 * std)
 
 
 class ConnectomeTransformerModel(ConnectomeTransformerPreTrainedModel):

@@ -62,6 +62,7 @@ from ..common import (
     FmriPreTrainedModel,
     ema_update_,
     forward_docstring,
+    init_kaiming,
     init_norm,
     masked_mean,
     pad_to_multiple,
@@ -219,12 +220,11 @@ class MnemoDynPreTrainedModel(FmriPreTrainedModel):
     _no_split_modules = ["MnemoDynLayer"]
 
     def _init_weights(self, module: nn.Module):
-        # Linear layers as the reference: Kaiming normal (fan-in), zero bias. Convolutions and dense layers scaled by
-        # their fan-in with zero bias, where the reference draws N(0, 1) weights and biases (see the module docstring).
-        if isinstance(module, nn.Linear):
-            init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-            if module.bias is not None:
-                init.zeros_(module.bias)
+        # Linear layers as the reference (and the predictor's convolutions): Kaiming normal (fan-in), zero bias. Segment
+        # convolutions and dense layers scaled by their fan-in with zero bias, where the reference draws N(0, 1)
+        # weights and biases (see the module docstring).
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            init_kaiming(module, "fan_in")
         elif isinstance(module, MnemoDynSegmentConv):
             init.normal_(module.weight, std=(module.channels * module.kernel_size) ** -0.5)
             init.zeros_(module.bias)
@@ -235,10 +235,6 @@ class MnemoDynPreTrainedModel(FmriPreTrainedModel):
             init.ones_(module.channel_scales)
         elif isinstance(module, MnemoDynForPretraining) and module.mask_value is not None:
             init.zeros_(module.mask_value)
-        elif isinstance(module, nn.Conv1d):
-            init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-            if module.bias is not None:
-                init.zeros_(module.bias)
         else:
             init_norm(module)
 

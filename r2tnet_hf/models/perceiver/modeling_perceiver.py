@@ -26,9 +26,9 @@ from transformers.utils.generic import can_return_tuple
 from ..common import (
     FmriBackboneOutput,
     FmriMLP,
-    FmriPreTrainedModel,
+    FmriTransformerPreTrainedModel,
     forward_docstring,
-    init_transformer_weights,
+    init_truncated,
     pad_to_multiple,
     run_layers,
     sinusoidal_time_embedding,
@@ -101,20 +101,19 @@ class PerceiverFmriCrossAttention(GradientCheckpointingLayer):
         return latents + self.mlp(self.mlp_norm(latents))
 
 
-class PerceiverFmriPreTrainedModel(FmriPreTrainedModel):
+class PerceiverFmriPreTrainedModel(FmriTransformerPreTrainedModel):
     config: PerceiverFmriConfig
     config_class = PerceiverFmriConfig
     base_model_prefix = "perceiver_fmri"
-    _supports_sdpa = True
     _no_split_modules = ["PerceiverFmriCrossAttention", "FmriTransformerLayer"]
 
     def _init_weights(self, module: nn.Module):
-        std = self.config.initializer_range
-        init_transformer_weights(module, std)
-        if isinstance(module, PerceiverFmriModel):
-            init.trunc_normal_(module.latents, std=std, a=-2 * std, b=2 * std)
+        if isinstance(module, PerceiverFmriModel):  # the latents truncated normal, the ROI table unit normal
+            init_truncated(module.latents, self.config.initializer_range)
             if module.roi_embedding is not None:
                 init.normal_(module.roi_embedding, std=1.0)
+        else:
+            super()._init_weights(module)
 
 
 class PerceiverFmriModel(PerceiverFmriPreTrainedModel):

@@ -15,7 +15,7 @@ from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils.generic import can_return_tuple
 
-from ..common import FmriBackboneOutput, FmriPreTrainedModel, forward_docstring, init_conv_weights, masked_mean
+from ..common import FmriBackboneOutput, FmriConvPreTrainedModel, forward_docstring, masked_mean
 from .configuration_resnet3d import ResNet3DConfig
 
 
@@ -58,14 +58,11 @@ class ResNet3DStage(GradientCheckpointingLayer):
         return self.blocks(hidden_states)
 
 
-class ResNet3DPreTrainedModel(FmriPreTrainedModel):
+class ResNet3DPreTrainedModel(FmriConvPreTrainedModel):
     config: ResNet3DConfig
     config_class = ResNet3DConfig
     base_model_prefix = "resnet3d"
     _no_split_modules = ["ResNet3DStage"]
-
-    def _init_weights(self, module: nn.Module):
-        init_conv_weights(module)
 
 
 class ResNet3DModel(ResNet3DPreTrainedModel):

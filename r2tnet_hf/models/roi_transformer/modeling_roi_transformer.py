@@ -23,6 +23,7 @@ from ..common import (
     eager_attention_forward,
     forward_docstring,
     init_norm,
+    init_transformer_weights,
     masked_mean,
     masked_mean_std,
     pad_to_multiple,
@@ -144,9 +145,7 @@ class RoiTransformerPreTrainedModel(FmriPreTrainedModel):
             if getattr(module, "depth_scaled", False):
                 # Residual branches scaled for depth (GPT-2 style), so deep stacks start near the identity.
                 std = std / math.sqrt(2 * self.config.num_hidden_layers)
-            init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
+            init_transformer_weights(module, std)
         elif isinstance(module, RoiTransformerPatchEmbedding) and module.spatial_basis is not None:
             # Unit-variance components for z-scored input, whatever the number of ROIs.
             init.normal_(module.spatial_basis, std=module.config.num_rois**-0.5)

@@ -72,19 +72,17 @@ import math
 
 import torch
 from torch import nn
-from transformers import initialization as init
 from transformers.utils.generic import can_return_tuple
 
 from ...errors import FmriInputError
 from ..common import (
     FmriBackboneOutput,
-    FmriPreTrainedModel,
-    FmriTransformerLayer,
+    FmriTransformerPreTrainedModel,
     forward_docstring,
-    init_transformer_weights,
     masked_mean,
     pad_to_multiple,
     sinusoidal_time_embedding,
+    transformer_layers,
 )
 from .configuration_swin4d import Swin4DConfig
 
@@ -260,19 +258,12 @@ class Swin4DStage(nn.Module):
             scale = 2**stage
             voxels = tuple(p * scale for p in config.patch_size[:3])
             self.position_embedding = Swin4DPositionEmbedding(self.dim, voxels, config.time_embedding_max_period)
-        self.blocks = nn.ModuleList(
-            FmriTransformerLayer(
-                self.dim,
-                config.num_heads[stage],
-                int(self.dim * config.mlp_ratio),
-                hidden_act=config.hidden_act,
-                layer_norm_eps=config.layer_norm_eps,
-                qkv_bias=config.qkv_bias,
-                hidden_dropout=config.hidden_dropout_prob,
-                attention_dropout=config.attention_probs_dropout_prob,
-                config=config,
-            )
-            for _ in range(config.depths[stage])
+        self.blocks = transformer_layers(
+            config,
+            count=config.depths[stage],
+            hidden_size=self.dim,
+            num_heads=config.num_heads[stage],
+            intermediate_size=int(self.dim * config.mlp_ratio),
         )
         self.merging = (
             None if self.is_last else Swin4DPatchMerging(self.dim, config.layer_norm_eps, config.channel_multiplier)
@@ -376,19 +367,10 @@ class Swin4DStage(nn.Module):
         return hidden_states, token_mask, seconds, stage_output, attentions
 
 
-class Swin4DPreTrainedModel(FmriPreTrainedModel):
+class Swin4DPreTrainedModel(FmriTransformerPreTrainedModel):
     config: Swin4DConfig
     config_class = Swin4DConfig
     base_model_prefix = "swin4d"
-    _supports_sdpa = True
-    _no_split_modules = ["FmriTransformerLayer"]
-
-    def _init_weights(self, module: nn.Module):
-        std = self.config.initializer_range
-        init_transformer_weights(module, std)
-        if isinstance(module, Swin4DLearnedPositionEmbedding):
-            init.trunc_normal_(module.spatial, std=std, a=-2 * std, b=2 * std)
-            init.trunc_normal_(module.temporal, std=std, a=-2 * std, b=2 * std)
 
 
 class Swin4DModel(Swin4DPreTrainedModel):

@@ -12,14 +12,12 @@ import math
 
 import torch
 from torch import nn
-from transformers import initialization as init
 from transformers.utils.generic import can_return_tuple
 
 from ..common import (
     FmriBackboneOutput,
-    FmriPreTrainedModel,
+    FmriTransformerPreTrainedModel,
     forward_docstring,
-    init_transformer_weights,
     masked_mean,
     pad_to_multiple,
     run_layers,
@@ -64,20 +62,10 @@ class Vit4DEmbeddings(nn.Module):
         return self.dropout(tokens), token_mask
 
 
-class Vit4DPreTrainedModel(FmriPreTrainedModel):
+class Vit4DPreTrainedModel(FmriTransformerPreTrainedModel):
     config: Vit4DConfig
     config_class = Vit4DConfig
     base_model_prefix = "vit4d"
-    _supports_sdpa = True
-    _no_split_modules = ["FmriTransformerLayer"]
-
-    def _init_weights(self, module: nn.Module):
-        std = self.config.initializer_range
-        init_transformer_weights(module, std)
-        if isinstance(module, Vit4DEmbeddings):
-            init.trunc_normal_(module.space_position, std=std, a=-2 * std, b=2 * std)
-            if module.cls_token is not None:
-                init.trunc_normal_(module.cls_token, std=std, a=-2 * std, b=2 * std)
 
 
 class Vit4DModel(Vit4DPreTrainedModel):
