@@ -1,14 +1,22 @@
-"""Pieces shared by the fMRI backbones: the output type, input checks, time embedding, masked pooling, the padding
-rule and a pre-norm SDPA transformer block."""
+"""Pieces shared by the fMRI models: the output type, the base class, input checks, the argument docstrings of
+`forward`, time embedding, masked pooling, the padding rule, the attention functions and a pre-norm transformer block,
+weight initialisation and the EMA update."""
 
 from __future__ import annotations
 
+import inspect
 import math
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from ..errors import FmriInputError
@@ -36,6 +44,115 @@ class FmriBackboneOutput(ModelOutput):
     token_mask: torch.BoolTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+# The one description of each argument the fMRI models' `forward` methods share (`forward_docstring` lists them).
+FORWARD_ARGUMENTS = {
+    "fmri_values": """fmri_values (`torch.FloatTensor`):
+    The scans, time last, as `FmriProcessor` returns them: `(batch_size, num_rois, num_timepoints)` for series of
+    ROIs or grayordinates, `(batch_size, num_channels, height, width, depth, num_timepoints)` for volumes (the
+    model's config says which).""",
+    "attention_mask": """attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
+    1 for real frames, 0 for padding; masked frames never change the output of the real ones. Defaults to all ones.""",
+    "repetition_time": """repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
+    Seconds per frame (the TR). Required: models place frames in seconds, and it is checked like every model's
+    even where a model does not use it.""",
+    "output_attentions": """output_attentions (`bool`, *optional*):
+    Return the attention probabilities of every attention layer in `attentions`. They are computed by the eager
+    attention function for that call, whatever `config._attn_implementation` is. Models without attention refuse it
+    with a `ValueError`.""",
+    "output_hidden_states": """output_hidden_states (`bool`, *optional*):
+    Return the token features after the embedding and after every layer in `hidden_states`.""",
+    "return_dict": """return_dict (`bool`, *optional*):
+    Return a `ModelOutput` (the default, `config.return_dict`) or, with `False`, a tuple of its fields that are
+    not `None`.""",
+}
+
+
+def forward_docstring(**specific: str) -> Callable:
+    """Decorator writing the `Args:` section of a `forward` docstring: each parameter is described by its entry in
+    `specific` (arguments of one model, or one whose meaning differs there) or else by `FORWARD_ARGUMENTS`.
+    `return_dict` is listed too (`can_return_tuple` takes it). The function's own docstring follows (Returns)."""
+
+    def decorate(forward: Callable) -> Callable:
+        names = [name for name in inspect.signature(forward).parameters if name != "self"] + ["return_dict"]
+        undocumented = [name for name in names if name not in specific and name not in FORWARD_ARGUMENTS]
+        if undocumented:
+            raise TypeError(f"{forward.__qualname__}: no docstring for {undocumented}")
+        entries = []
+        for name in names:  # the name line, then the description (its own indentation made four spaces)
+            head, _, description = (specific.get(name) or FORWARD_ARGUMENTS[name]).strip().partition("\n")
+            entries.append(head + "\n" + textwrap.indent(textwrap.dedent(description), "    "))
+        arguments = textwrap.indent("\n".join(entries), "    ")
+        own = inspect.cleandoc(forward.__doc__ or "")
+        forward.__doc__ = f"Args:\n{arguments}\n\n{own}".rstrip() + "\n"
+        return forward
+
+    return decorate
+
+
+class FmriPreTrainedModel(PreTrainedModel):
+    """What every fMRI model shares: the input name, gradient checkpointing, no token-embedding table, the input
+    checks and the output switches of `forward`. `_supports_sdpa` is set by the models whose attention runs through
+    `ALL_ATTENTION_FUNCTIONS`; the others have no attention and refuse `output_attentions`."""
+
+    main_input_name = "fmri_values"
+    supports_gradient_checkpointing = True
+
+    def get_input_embeddings(self):
+        """None: fMRI input has no token-embedding table (transformers' default raises, and Accelerate's FSDP2
+        preparation asks for it)."""
+        return None
+
+    def check_inputs(self, fmri_values, attention_mask, repetition_time, image_size=None):
+        """`check_roi_inputs` or `check_volume_inputs` (with `image_size`, if given) against this model's config: ROI
+        series `(batch, V, T)` for a config with `num_rois` (unless its `input_type` says `"volume"`), else volumes."""
+        config = self.config
+        if getattr(config, "input_type", "roi" if hasattr(config, "num_rois") else "volume") == "roi":
+            return check_roi_inputs(
+                fmri_values, attention_mask, repetition_time, config.num_rois, check_finite=config.check_finite_inputs
+            )
+        return check_volume_inputs(
+            fmri_values,
+            attention_mask,
+            repetition_time,
+            config.num_channels,
+            image_size,
+            check_finite=config.check_finite_inputs,
+        )
+
+    def output_switches(self, output_attentions: bool | None, output_hidden_states: bool | None) -> tuple[bool, bool]:
+        """`(output_attentions, output_hidden_states)`, each defaulting to the config's; `output_attentions` is
+        refused by a model without attention."""
+        output_attentions = bool(self.config.output_attentions if output_attentions is None else output_attentions)
+        if output_attentions and not self._supports_sdpa:
+            raise ValueError(f"{type(self).__name__} has no attention: output_attentions is not supported")
+        hidden = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return output_attentions, bool(hidden)
+
+
+class FmriTransformerPreTrainedModel(FmriPreTrainedModel):
+    """The transformer backbones built of `FmriTransformerLayer`s (attention through the interface), with their
+    initialisation: linear layers truncated normal (±2σ, σ = `config.initializer_range`) with zero biases, norms to
+    the identity, and every parameter a model declares itself (position tables, tokens, embeddings) truncated normal
+    too."""
+
+    _supports_sdpa = True
+    _no_split_modules = ["FmriTransformerLayer"]
+
+    def _init_weights(self, module: nn.Module):
+        std = self.config.initializer_range
+        init_transformer_weights(module, std)
+        if not isinstance(module, (nn.Linear, nn.LayerNorm)):
+            for parameter in module.parameters(recurse=False):
+                init_truncated(parameter, std)
+
+
+class FmriConvPreTrainedModel(FmriPreTrainedModel):
+    """The per-frame CNN backbones, with their initialisation (`init_conv_weights`)."""
+
+    def _init_weights(self, module: nn.Module):
+        init_conv_weights(module)
 
 
 def check_roi_inputs(
@@ -158,6 +275,19 @@ def as_repetition_time(repetition_time, batch: int, device: torch.device) -> tor
     return tr
 
 
+def require_real_frames(frame_mask: torch.Tensor, minimum: int, purpose: str) -> None:
+    """Refuse scans with fewer than `minimum` real frames (`FmriInputError` naming the rows); `purpose` says what
+    needs them, e.g. "connectivity"."""
+    real_frames = frame_mask.sum(dim=1)
+    if int(real_frames.min()) < minimum:
+        short = torch.nonzero(real_frames < minimum).flatten().tolist()
+        raise FmriInputError.for_source(
+            "attention_mask",
+            expected=f"at least {minimum} real frames per scan for {purpose}",
+            found=f"fewer in rows {short}",
+        )
+
+
 def sinusoidal_time_embedding(seconds: torch.Tensor, dim: int, max_period: float) -> torch.Tensor:
     """Sinusoidal features of continuous time in seconds.
 
@@ -175,7 +305,7 @@ def sinusoidal_time_embedding(seconds: torch.Tensor, dim: int, max_period: float
     angles = seconds.float().unsqueeze(-1) * frequencies
     embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
     if dim % 2:
-        embedding = torch.nn.functional.pad(embedding, (0, 1))
+        embedding = nn.functional.pad(embedding, (0, 1))
     return embedding
 
 
@@ -211,11 +341,41 @@ def pad_to_multiple(values: torch.Tensor, dims: tuple[int, ...], multiples: tupl
         padding[2 * (values.ndim - 1 - dim) + 1] = (-values.shape[dim]) % multiple
     if not any(padding):
         return values
-    return torch.nn.functional.pad(values, padding, value=value)
+    return nn.functional.pad(values, padding, value=value)
 
 
-class FmriAttention(torch.nn.Module):
-    """Multi-head attention through `F.scaled_dot_product_attention` with a boolean mask (`True` = may attend).
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention computed step by step, the `"eager"` entry of the models' attention interface.
+
+    `query` `(batch, heads, queries, head_dim)`, `key` and `value` `(batch, heads, keys, head_dim)`, and
+    `attention_mask` broadcastable to `(batch, heads, queries, keys)`: boolean (`True` = may attend, as SDPA's) or
+    additive. Returns `(output, weights)`: `(batch, queries, heads, head_dim)`, as transformers' SDPA function, and the
+    probabilities `(batch, heads, queries, keys)` (softmax in float32, before dropout)."""
+    if scaling is None:
+        scaling = 1.0 / math.sqrt(query.shape[-1])  # SDPA's default scale
+    scores = torch.matmul(query, key.transpose(-2, -1)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    dropped = nn.functional.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(dropped, value).transpose(1, 2).contiguous(), weights
+
+
+class FmriAttention(nn.Module):
+    """Multi-head attention through the attention interface (`config._attn_implementation`: `"sdpa"`, the default,
+    or `"eager"`) with a boolean (`True` = may attend) or additive mask.
 
     Args:
         hidden_size (`int`): query feature size (and output size).
@@ -224,6 +384,8 @@ class FmriAttention(torch.nn.Module):
             `hidden_size` (self-attention).
         qkv_bias (`bool`, *optional*, defaults to `True`): bias on the query, key and value projections.
         dropout (`float`, *optional*, defaults to 0.0): dropout on the attention probabilities.
+        config (`PreTrainedConfig`, *optional*): the model's config, whose `_attn_implementation` picks the attention
+            function at every call (so `set_attn_implementation` reaches it); without one, SDPA.
     """
 
     def __init__(
@@ -233,25 +395,34 @@ class FmriAttention(torch.nn.Module):
         key_value_size: int | None = None,
         qkv_bias: bool = True,
         dropout: float = 0.0,
+        config=None,
     ):
         super().__init__()
+        self.config = config
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
-        self.query = torch.nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
-        self.key_value = torch.nn.Linear(key_value_size or hidden_size, 2 * hidden_size, bias=qkv_bias)
-        self.output = torch.nn.Linear(hidden_size, hidden_size)
+        self.is_causal = False  # read by transformers' SDPA function, which otherwise assumes a decoder
+        self.query = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.key_value = nn.Linear(key_value_size or hidden_size, 2 * hidden_size, bias=qkv_bias)
+        self.output = nn.Linear(hidden_size, hidden_size)
         self.dropout = dropout
 
     def forward(
-        self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self,
+        hidden_states: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """`hidden_states` `(..., queries, hidden)`, `context` `(..., keys, key_value_size)` (defaults to
-        `hidden_states`), `mask` boolean, broadcastable to `(..., heads, queries, keys)`. Returns `(..., queries,
-        hidden)`. A query row with no allowed key gives NaN, as in SDPA: callers let every query see itself.
+        `hidden_states`), `mask` boolean or additive, broadcastable to `(..., heads, queries, keys)`. Returns `(...,
+        queries, hidden)`, and with `output_attentions` also the probabilities `(prod(...), heads, queries, keys)`
+        (eager for that call). A query row with no allowed key gives NaN, as in SDPA: callers let every query see
+        itself.
 
-        Several leading axes (e.g. `(batch, windows)`) are flattened into one before SDPA (a view, no copy), and so is
-        a mask with them: SDPA's fused CPU kernel takes only 4-D inputs, and on anything else it falls back to the
-        math kernel, which materialises every score matrix."""
+        Several leading axes (e.g. `(batch, windows)`) are flattened into one before the attention function (a view,
+        no copy), and so is a mask with them: SDPA's fused CPU kernel takes only 4-D inputs, and on anything else it
+        falls back to the math kernel, which materialises every score matrix."""
         context = hidden_states if context is None else context
         *lead, queries, hidden = hidden_states.shape
         query = self.query(hidden_states).unflatten(-1, (self.num_heads, self.head_dim)).transpose(-3, -2)
@@ -261,32 +432,42 @@ class FmriAttention(torch.nn.Module):
             query, key, value = (tensor.flatten(0, len(lead) - 1) for tensor in (query, key, value))
             if mask is not None and mask.ndim > 3:
                 mask = mask.expand(*lead, *mask.shape[-3:]).flatten(0, len(lead) - 1)
-        dropout = self.dropout if self.training else 0.0
-        attended = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=mask, dropout_p=dropout
+        implementation = "sdpa" if self.config is None else self.config._attn_implementation
+        attention_interface = (
+            eager_attention_forward
+            if output_attentions
+            else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         )
-        return self.output(attended.transpose(-3, -2).reshape(*lead, queries, hidden))
+        attended, weights = attention_interface(
+            self, query, key, value, mask, dropout=self.dropout if self.training else 0.0
+        )
+        output = self.output(attended.reshape(*lead, queries, hidden))
+        return (output, weights) if output_attentions else output
 
 
-class FmriMLP(torch.nn.Module):
+class FmriMLP(nn.Module):
     """Two linear layers with an activation (any key of `transformers.activations.ACT2FN`) and dropout."""
 
     def __init__(self, hidden_size: int, intermediate_size: int, hidden_act: str = "gelu", dropout: float = 0.0):
         super().__init__()
-        self.fc1 = torch.nn.Linear(hidden_size, intermediate_size)
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
         self.activation = ACT2FN[hidden_act]
-        self.fc2 = torch.nn.Linear(intermediate_size, hidden_size)
-        self.dropout = torch.nn.Dropout(dropout)
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.activation(self.fc1(hidden_states))))
 
 
 class FmriTransformerLayer(GradientCheckpointingLayer):
-    """Pre-norm transformer block, x + attn(LN(x)) then x + mlp(LN(x)), shared by the ViT, Swin and Perceiver models.
+    """Pre-norm transformer block, x + attn(LN(x)) then x + mlp(LN(x)), shared by the ViT, Swin, Perceiver and
+    connectome models.
 
-    `forward(hidden_states, mask, context=None)`: with `context` it is a cross-attention block (the queries are
-    `hidden_states`, the keys and values the normalised `context`).
+    `forward(hidden_states, mask, context=None, output_attentions=False, keep=None)`: with `context` it is a
+    cross-attention block (the queries are `hidden_states`, the keys and values the normalised `context`); `keep`
+    (1 for tokens, 0 for window padding) zeroes the normalised features of padding before the attention, as SwiFT pads
+    each block after its first norm. Returns the new hidden states, and with `output_attentions` also the attention
+    probabilities.
     """
 
     def __init__(
@@ -300,25 +481,57 @@ class FmriTransformerLayer(GradientCheckpointingLayer):
         hidden_dropout: float = 0.0,
         attention_dropout: float = 0.0,
         key_value_size: int | None = None,
+        config=None,
     ):
         super().__init__()
-        self.attention_norm = torch.nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.context_norm = (
-            torch.nn.LayerNorm(key_value_size, eps=layer_norm_eps) if key_value_size is not None else None
-        )
-        self.attention = FmriAttention(hidden_size, num_heads, key_value_size, qkv_bias, attention_dropout)
-        self.mlp_norm = torch.nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.attention_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.context_norm = nn.LayerNorm(key_value_size, eps=layer_norm_eps) if key_value_size is not None else None
+        self.attention = FmriAttention(hidden_size, num_heads, key_value_size, qkv_bias, attention_dropout, config)
+        self.mlp_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.mlp = FmriMLP(hidden_size, intermediate_size, hidden_act, hidden_dropout)
-        self.dropout = torch.nn.Dropout(hidden_dropout)
+        self.dropout = nn.Dropout(hidden_dropout)
 
     def forward(
-        self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None
-    ) -> torch.Tensor:
+        self,
+        hidden_states: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if context is not None and self.context_norm is not None:
             context = self.context_norm(context)
-        attended = self.attention(self.attention_norm(hidden_states), mask, context)
+        normed = self.attention_norm(hidden_states)
+        if keep is not None:
+            normed = normed * keep
+        attended = self.attention(normed, mask, context, output_attentions=output_attentions)
+        attended, weights = attended if output_attentions else (attended, None)
         hidden_states = hidden_states + self.dropout(attended)
-        return hidden_states + self.mlp(self.mlp_norm(hidden_states))
+        hidden_states = hidden_states + self.mlp(self.mlp_norm(hidden_states))
+        return (hidden_states, weights) if output_attentions else hidden_states
+
+
+def run_layers(
+    layers: nn.ModuleList,
+    hidden_states: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    output_attentions: bool = False,
+    output_hidden_states: bool = False,
+) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+    """`hidden_states` through `layers` (each called as `layer(hidden_states, mask)`), in order. Returns the last
+    hidden states, the hidden states (the input, then each layer's output) when `output_hidden_states`, and each
+    layer's attention probabilities when `output_attentions` (else `None`)."""
+    all_hidden_states = (hidden_states,) if output_hidden_states else None
+    all_attentions = () if output_attentions else None
+    for layer in layers:
+        if output_attentions:
+            hidden_states, weights = layer(hidden_states, mask, output_attentions=True)
+            all_attentions += (weights,)
+        else:
+            hidden_states = layer(hidden_states, mask)
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+    return hidden_states, all_hidden_states, all_attentions
 
 
 def self_attention_mask(token_mask: torch.Tensor) -> torch.Tensor:
@@ -329,41 +542,84 @@ def self_attention_mask(token_mask: torch.Tensor) -> torch.Tensor:
     return (token_mask.unsqueeze(-2) | eye).unsqueeze(-3)
 
 
-def transformer_layers(config, count: int | None = None, **overrides) -> torch.nn.ModuleList:
+# `FmriTransformerLayer` argument → the transformers-style config field it is read from
+LAYER_FIELDS = {
+    "hidden_size": "hidden_size",
+    "num_heads": "num_attention_heads",
+    "intermediate_size": "intermediate_size",
+    "hidden_act": "hidden_act",
+    "layer_norm_eps": "layer_norm_eps",
+    "qkv_bias": "qkv_bias",
+    "hidden_dropout": "hidden_dropout_prob",
+    "attention_dropout": "attention_probs_dropout_prob",
+}
+
+
+def transformer_layers(config, count: int | None = None, **overrides) -> nn.ModuleList:
     """`count` (default `config.num_hidden_layers`) `FmriTransformerLayer`s built from a config's transformers-style
-    fields (`hidden_size`, `num_attention_heads`, `intermediate_size`, `hidden_act`, `layer_norm_eps`, `qkv_bias`,
-    dropouts); `overrides` replace any of the layer's arguments."""
-    arguments = dict(
-        hidden_size=config.hidden_size,
-        num_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size,
-        hidden_act=config.hidden_act,
-        layer_norm_eps=config.layer_norm_eps,
-        qkv_bias=config.qkv_bias,
-        hidden_dropout=config.hidden_dropout_prob,
-        attention_dropout=config.attention_probs_dropout_prob,
-    )
+    fields (`LAYER_FIELDS`), attending through `config._attn_implementation`; `overrides` give any of the layer's
+    arguments instead (the config's field is then not read)."""
+    arguments = {
+        argument: getattr(config, field) for argument, field in LAYER_FIELDS.items() if argument not in overrides
+    }
     arguments.update(overrides)
-    return torch.nn.ModuleList(
-        FmriTransformerLayer(**arguments) for _ in range(config.num_hidden_layers if count is None else count)
+    return nn.ModuleList(
+        FmriTransformerLayer(**arguments, config=config)
+        for _ in range(config.num_hidden_layers if count is None else count)
     )
 
 
-def init_transformer_weights(module: torch.nn.Module, std: float) -> None:
+# Initialisation: `transformers.initialization` functions, which leave alone a tensor marked `_is_hf_initialized`
+# (loaded from a checkpoint), and no call to `PreTrainedModel._init_weights` before them: every tensor is drawn once.
+
+
+def init_transformer_weights(module: nn.Module, std: float) -> None:
     """Transformer initialisation: linear weights truncated normal (±2σ) with zero biases, unit layer norms."""
-    if isinstance(module, torch.nn.Linear):
-        torch.nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+    if isinstance(module, nn.Linear):
+        init_truncated(module.weight, std)
         if module.bias is not None:
-            torch.nn.init.zeros_(module.bias)
-    elif isinstance(module, torch.nn.LayerNorm):
-        torch.nn.init.ones_(module.weight)
-        torch.nn.init.zeros_(module.bias)
+            init.zeros_(module.bias)
+    else:
+        init_norm(module)
 
 
-def init_conv_weights(module: torch.nn.Module) -> None:
+def init_truncated(tensor: torch.Tensor, std: float) -> None:
+    """Truncated normal, mean 0, standard deviation `std`, cut at ±2`std`."""
+    init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
+
+
+def init_conv_weights(module: nn.Module) -> None:
     """CNN initialisation: 3-D convolutions Kaiming-normal (fan-out, ReLU), batch norms to the identity."""
-    if isinstance(module, torch.nn.Conv3d):
-        torch.nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    elif isinstance(module, torch.nn.BatchNorm3d):
-        torch.nn.init.ones_(module.weight)
-        torch.nn.init.zeros_(module.bias)
+    if isinstance(module, nn.Conv3d):
+        init_kaiming(module, "fan_out")
+    else:
+        init_norm(module)
+
+
+def init_kaiming(module: nn.Module, mode: str) -> None:
+    """A linear or convolution layer's weight Kaiming-normal for ReLU (`mode` `"fan_in"` or `"fan_out"`), its bias
+    zero."""
+    init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
+    if module.bias is not None:
+        init.zeros_(module.bias)
+
+
+def init_norm(module: nn.Module) -> None:
+    """Layer and batch norms to the identity (unit weights, zero biases), batch-norm statistics to their start."""
+    if isinstance(module, (nn.LayerNorm, nn.modules.batchnorm._NormBase)):
+        if module.weight is not None:
+            init.ones_(module.weight)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+    if isinstance(module, nn.modules.batchnorm._NormBase) and module.running_mean is not None:
+        init.zeros_(module.running_mean)
+        init.ones_(module.running_var)
+        init.zeros_(module.num_batches_tracked)
+
+
+@torch.no_grad()
+def ema_update_(target: nn.Module, source: nn.Module, momentum: float) -> None:
+    """In place, parameter by parameter: `target ← momentum · target + (1 − momentum) · source` (an exponential
+    moving average of `source`'s weights; `target` has the same structure)."""
+    for average, current in zip(target.parameters(), source.parameters(), strict=True):
+        average.mul_(momentum).add_(current.detach(), alpha=1.0 - momentum)

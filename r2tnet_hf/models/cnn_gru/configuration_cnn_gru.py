@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_at_least, check_choice
+
 
 @strict
 class CnnGruConfig(PreTrainedConfig):
@@ -59,10 +61,10 @@ class CnnGruConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         super().validate_architecture()
-        if not self.conv_channels or min([*self.conv_channels, self.hidden_size, self.num_hidden_layers]) < 1:
-            raise ValueError("CnnGruConfig conv_channels, hidden_size and num_hidden_layers must be >= 1")
-        if self.pooling not in ("last", "mean"):
-            raise ValueError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
+        if not self.conv_channels:
+            raise ValueError("CnnGruConfig.conv_channels needs at least one convolution")
+        check_at_least(self, 1, "conv_channels", "hidden_size", "num_hidden_layers")
+        check_choice(self, "pooling", ("last", "mean"))
 
 
 __all__ = ["CnnGruConfig"]

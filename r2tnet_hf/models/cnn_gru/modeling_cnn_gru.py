@@ -13,10 +13,10 @@ import itertools
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils.generic import can_return_tuple
 
-from ..common import FmriBackboneOutput, check_volume_inputs, init_conv_weights, masked_mean
+from ..common import FmriBackboneOutput, FmriConvPreTrainedModel, forward_docstring, masked_mean
 from .configuration_cnn_gru import CnnGruConfig
 
 
@@ -39,17 +39,11 @@ class CnnGruFrameEncoder(GradientCheckpointingLayer):
         return self.layers(frames).mean(dim=(2, 3, 4))
 
 
-class CnnGruPreTrainedModel(PreTrainedModel):
+class CnnGruPreTrainedModel(FmriConvPreTrainedModel):
     config: CnnGruConfig
     config_class = CnnGruConfig
     base_model_prefix = "cnn_gru"
-    main_input_name = "fmri_values"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["CnnGruFrameEncoder"]
-
-    def _init_weights(self, module: nn.Module):
-        super()._init_weights(module)
-        init_conv_weights(module)
 
 
 class CnnGruModel(CnnGruPreTrainedModel):
@@ -76,6 +70,13 @@ class CnnGruModel(CnnGruPreTrainedModel):
         )
         self.post_init()
 
+    @can_return_tuple
+    @forward_docstring(
+        repetition_time="""repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
+            Seconds per frame, fed to the GRU with every frame. Required.""",
+        output_hidden_states="""output_hidden_states (`bool`, *optional*):
+            Return the per-frame CNN features `(batch_size, num_timepoints, conv_channels[-1])`.""",
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -83,34 +84,14 @@ class CnnGruModel(CnnGruPreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FmriBackboneOutput | tuple:
+    ) -> FmriBackboneOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width, depth, num_timepoints)`):
-                The volumes, time last; any (H, W, D).
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding (skipped). Defaults to all ones.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame, fed to the GRU with every frame. Required.
-            output_hidden_states (`bool`, *optional*):
-                Return the per-frame CNN features `(batch_size, num_timepoints, conv_channels[-1])`.
-
         Returns:
             [`FmriBackboneOutput`]: `last_hidden_state` `(batch_size, num_timepoints, hidden_size)` the GRU output at
             each real frame (zeros at padded frames), `token_mask` the frame mask, `pooler_output` as `config.pooling`.
         """
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        fmri_values, frame_mask, repetition_time = check_volume_inputs(
-            fmri_values,
-            attention_mask,
-            repetition_time,
-            self.config.num_channels,
-            check_finite=self.config.check_finite_inputs,
-        )
+        _, output_hidden_states = self.output_switches(output_attentions, output_hidden_states)
+        fmri_values, frame_mask, repetition_time = self.check_inputs(fmri_values, attention_mask, repetition_time)
         dtype = self.gru.weight_ih_l0.dtype
         frames = fmri_values.to(dtype).permute(0, 5, 1, 2, 3, 4)[frame_mask]  # (real frames, C, H, W, D)
         features = self.frame_encoder(frames)
@@ -134,13 +115,12 @@ class CnnGruModel(CnnGruPreTrainedModel):
             frame_features = features.new_zeros(batch, num_frames, features.shape[-1])
             frame_features[frame_mask] = features
             all_hidden_states = (frame_features,)
-        output = FmriBackboneOutput(
+        return FmriBackboneOutput(
             last_hidden_state=frame_outputs,
             pooler_output=pooled,
             token_mask=frame_mask,
             hidden_states=all_hidden_states,
         )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["CnnGruModel", "CnnGruPreTrainedModel"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_at_least, check_multiple
+
 # Each scan becomes a V × V matrix and the readout has V · readout_size · hidden_size weights: dense data
 # (grayordinates, V = 91,282) must be parcellated first.
 MAX_READOUT_PARAMETERS = 50_000_000
@@ -78,26 +80,10 @@ class ConnectomeTransformerConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         super().validate_architecture()
-        for name in (
-            "num_rois",
-            "embed_dim",
-            "num_attention_heads",
-            "intermediate_size",
-            "readout_size",
-            "hidden_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ConnectomeTransformerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_rois < 2:
-            raise ValueError(f"ConnectomeTransformerConfig.num_rois must be >= 2 for connectivity, got {self.num_rois}")
-        if self.num_hidden_layers < 0:
-            raise ValueError(
-                f"ConnectomeTransformerConfig.num_hidden_layers must be >= 0, got {self.num_hidden_layers}"
-            )
-        if self.embed_dim % self.num_attention_heads:
-            raise ValueError(
-                f"embed_dim ({self.embed_dim}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
-            )
+        check_at_least(self, 1, "embed_dim", "num_attention_heads", "intermediate_size", "readout_size", "hidden_size")
+        check_at_least(self, 2, "num_rois")  # a connectivity needs two regions
+        check_at_least(self, 0, "num_hidden_layers")
+        check_multiple(self, "embed_dim", "num_attention_heads")
         readout = self.num_rois * self.readout_size * self.hidden_size
         if readout > MAX_READOUT_PARAMETERS:
             raise ValueError(

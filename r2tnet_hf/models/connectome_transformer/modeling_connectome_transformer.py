@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
-from transformers import initialization as init
+from transformers.utils.generic import can_return_tuple
 
-from ...errors import FmriInputError
-from ..common import FmriBackboneOutput, check_roi_inputs, init_transformer_weights, transformer_layers
+from ..common import (
+    FmriBackboneOutput,
+    FmriTransformerPreTrainedModel,
+    forward_docstring,
+    require_real_frames,
+    run_layers,
+    transformer_layers,
+)
 from .configuration_connectome_transformer import ConnectomeTransformerConfig
 
 # Correlations are clipped to ±CLIP before the Fisher z-transform (|z| ≤ 3.8), so near-duplicate ROIs stay finite.
@@ -84,21 +89,10 @@ class ConnectomeTransformerReadout(nn.Module):
         return self.output(self.reduce(tokens).flatten(1))
 
 
-class ConnectomeTransformerPreTrainedModel(PreTrainedModel):
+class ConnectomeTransformerPreTrainedModel(FmriTransformerPreTrainedModel):
     config: ConnectomeTransformerConfig
     config_class = ConnectomeTransformerConfig
     base_model_prefix = "connectome_transformer"
-    main_input_name = "fmri_values"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    _no_split_modules = ["FmriTransformerLayer"]
-
-    def _init_weights(self, module: nn.Module):
-        super()._init_weights(module)
-        std = self.config.initializer_range
-        init_transformer_weights(module, std)
-        if isinstance(module, ConnectomeTransformerEmbeddings):
-            init.trunc_normal_(module.roi_embedding, std=std, a=-2 * std, b=2 * std)
 
 
 class ConnectomeTransformerModel(ConnectomeTransformerPreTrainedModel):
@@ -122,6 +116,11 @@ class ConnectomeTransformerModel(ConnectomeTransformerPreTrainedModel):
         self.readout = ConnectomeTransformerReadout(config)
         self.post_init()
 
+    @can_return_tuple
+    @forward_docstring(
+        attention_mask="""attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
+            1 for real frames, 0 for padding; at least 3 real frames per scan. Defaults to all ones."""
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -129,59 +128,28 @@ class ConnectomeTransformerModel(ConnectomeTransformerPreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FmriBackboneOutput | tuple:
+    ) -> FmriBackboneOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`):
-                The series, time last, as `FmriProcessor` returns it.
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding; at least 3 real frames per scan. Defaults to all ones.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame. Required and checked like every backbone's, though correlations do not use it.
-            output_attentions (`bool`, *optional*):
-                Not supported (SDPA); `attentions` is `None`.
-            output_hidden_states (`bool`, *optional*):
-                Return the ROI tokens after the embedding and after every block.
-
         Returns:
             [`FmriBackboneOutput`]: `last_hidden_state` `(batch_size, num_rois, embed_dim)` (ROI tokens in ROI
-            order), `pooler_output` `(batch_size, hidden_size)`, `token_mask` all `True`.
+            order), `pooler_output` `(batch_size, hidden_size)`, `token_mask` all `True`. Correlations do not use the
+            TR.
         """
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        fmri_values, frame_mask, _ = check_roi_inputs(
-            fmri_values,
-            attention_mask,
-            repetition_time,
-            self.config.num_rois,
-            check_finite=self.config.check_finite_inputs,
-        )
-        real_frames = frame_mask.sum(dim=1)
-        if int(real_frames.min()) < MIN_FRAMES:
-            short = torch.nonzero(real_frames < MIN_FRAMES).flatten().tolist()
-            raise FmriInputError.for_source(
-                "attention_mask",
-                expected=f"at least {MIN_FRAMES} real frames per scan for connectivity",
-                found=f"fewer in rows {short}",
-            )
+        output_attentions, output_hidden_states = self.output_switches(output_attentions, output_hidden_states)
+        fmri_values, frame_mask, _ = self.check_inputs(fmri_values, attention_mask, repetition_time)
+        require_real_frames(frame_mask, MIN_FRAMES, "connectivity")
         connectivity = masked_correlation(fmri_values, frame_mask, self.config.fisher_z)
-        hidden_states = self.embeddings(connectivity)
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        for layer in self.layers:
-            hidden_states = layer(hidden_states)  # every ROI token is real: no mask
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
+        hidden_states, all_hidden_states, all_attentions = run_layers(  # every ROI token is real: no mask
+            self.layers, self.embeddings(connectivity), None, output_attentions, output_hidden_states
+        )
         hidden_states = self.norm(hidden_states)
-        output = FmriBackboneOutput(
+        return FmriBackboneOutput(
             last_hidden_state=hidden_states,
             pooler_output=self.readout(hidden_states),
             token_mask=torch.ones(hidden_states.shape[:2], dtype=torch.bool, device=hidden_states.device),
             hidden_states=all_hidden_states,
+            attentions=all_attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["ConnectomeTransformerModel", "ConnectomeTransformerPreTrainedModel", "masked_correlation"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_at_least, check_choice
+
 MNEMODYN_OBJECTIVES = ("reconstruct", "denoise", "masked", "jepa")
 MNEMODYN_SPLINES = ("hermite", "linear")
 MNEMODYN_TIME_AXES = ("seconds", "unit_interval")
@@ -166,7 +168,9 @@ class MnemoDynConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         super().validate_architecture()
-        for name in (
+        check_at_least(
+            self,
+            1,
             "num_rois",
             "num_hidden_layers",
             "num_frames",
@@ -181,9 +185,7 @@ class MnemoDynConfig(PreTrainedConfig):
             "mask_time_block",
             "jepa_predictor_hidden_size",
             "jepa_predictor_layers",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"MnemoDynConfig.{name} must be >= 1, got {getattr(self, name)}")
+        )
         if self.num_dense_layers < 0 or min(self.layer_output_sizes) < 1:
             raise ValueError("num_dense_layers must be >= 0 and every layer_output_sizes entry >= 1")
         if self.wavelet_kernel_size < 1 or self.wavelet_kernel_size % 2 == 0:
@@ -202,8 +204,7 @@ class MnemoDynConfig(PreTrainedConfig):
             ("objective", MNEMODYN_OBJECTIVES),
             ("hidden_act", ("tanh", "relu", "gelu", "silu")),
         ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+            check_choice(self, name, allowed)
         if not self.duration > 0:
             raise ValueError(f"duration must be > 0, got {self.duration}")
         if self.objective == "reconstruct" and self.reconstruction_bottleneck >= self.num_rois:

@@ -27,7 +27,7 @@ What differs, and why (each an option, the reference's behaviour one setting awa
 * **Any length, any batch**: the reference accepts exactly `num_frames` frames. Here a scan is cut into
   `num_frames` windows; frames past its end are filled from the scan alone (`padding`), windows past its end are
   skipped, and masked frames are zeroed and left out of pooling, so a scan gives the same output alone or padded in
-  a batch (`tests/models/test_batching_equivalence.py`).
+  a batch (the model tests' `test_batching_equivalence`).
 * **Memory**: the field contraction runs in chunks of frames with recomputation in the backward pass instead of
   materialising `(batch, time, V, k)` (`bench/mnemodyn_memory.py`). The segment convolutions are one grouped
   convolution instead of `vmap` over segments (the same numbers).
@@ -51,13 +51,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ...errors import FmriInputError
-from ..common import FmriBackboneOutput, check_roi_inputs, masked_mean
+from ..common import (
+    FmriBackboneOutput,
+    FmriPreTrainedModel,
+    ema_update_,
+    forward_docstring,
+    init_kaiming,
+    init_norm,
+    masked_mean,
+    pad_to_multiple,
+)
 from .configuration_mnemodyn import MnemoDynConfig
 from .controls import backward_differences, field_contraction, reference_path_derivative
 from .wavelets import idwt, wavedec
@@ -107,8 +116,8 @@ class MnemoDynSegmentConv(nn.Module):
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         batch, channels, length = values.shape
-        per_segment = -(-length // self.segments)
-        values = F.pad(values, (0, per_segment * self.segments - length))
+        values = pad_to_multiple(values, (-1,), (self.segments,))
+        per_segment = values.shape[-1] // self.segments
         grouped = values.view(batch, channels, self.segments, per_segment).transpose(1, 2)
         grouped = grouped.reshape(batch, self.segments * channels, per_segment)
         out = F.conv1d(
@@ -204,29 +213,18 @@ class MnemoDynLayer(GradientCheckpointingLayer):
         return out
 
 
-class MnemoDynPreTrainedModel(PreTrainedModel):
+class MnemoDynPreTrainedModel(FmriPreTrainedModel):
     config: MnemoDynConfig
     config_class = MnemoDynConfig
     base_model_prefix = "mnemodyn"
-    main_input_name = "fmri_values"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["MnemoDynLayer"]
 
-    def get_input_embeddings(self):
-        """None: fMRI input has no token-embedding table (transformers' default raises, and Accelerate's FSDP2
-        preparation asks for it)."""
-        return None
-
     def _init_weights(self, module: nn.Module):
-        # Linear layers as the reference: Kaiming normal (fan-in), zero bias. Convolutions and dense layers scaled by
-        # their fan-in with zero bias, where the reference draws N(0, 1) weights and biases (see the module docstring).
-        if isinstance(module, nn.Linear):
-            init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
+        # Linear layers as the reference (and the predictor's convolutions): Kaiming normal (fan-in), zero bias. Segment
+        # convolutions and dense layers scaled by their fan-in with zero bias, where the reference draws N(0, 1)
+        # weights and biases (see the module docstring).
+        if isinstance(module, (nn.Linear, nn.Conv1d)):
+            init_kaiming(module, "fan_in")
         elif isinstance(module, MnemoDynSegmentConv):
             init.normal_(module.weight, std=(module.channels * module.kernel_size) ** -0.5)
             init.zeros_(module.bias)
@@ -237,10 +235,8 @@ class MnemoDynPreTrainedModel(PreTrainedModel):
             init.ones_(module.channel_scales)
         elif isinstance(module, MnemoDynForPretraining) and module.mask_value is not None:
             init.zeros_(module.mask_value)
-        elif isinstance(module, nn.Conv1d):
-            init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-            if module.bias is not None:
-                init.zeros_(module.bias)
+        else:
+            init_norm(module)
 
 
 def real_lengths(frame_mask: torch.Tensor) -> torch.Tensor:
@@ -283,6 +279,16 @@ class MnemoDynModel(MnemoDynPreTrainedModel):
         self.layers = nn.ModuleList(MnemoDynLayer(config, i) for i in range(config.num_hidden_layers))
         self.post_init()
 
+    @can_return_tuple
+    @forward_docstring(
+        fmri_values="""fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`):
+            The series, time last, as `FmriProcessor` returns it (z-scored per ROI). Any length: it is cut into
+            windows of `config.num_frames`.""",
+        repetition_time="""repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
+            Seconds per frame. Required (with `time_axis="seconds"` dX/dt is per second).""",
+        output_hidden_states="""output_hidden_states (`bool`, *optional*):
+            Return the input and every layer's output, per frame.""",
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -290,38 +296,15 @@ class MnemoDynModel(MnemoDynPreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FmriBackboneOutput | tuple:
+    ) -> FmriBackboneOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`):
-                The series, time last, as `FmriProcessor` returns it (z-scored per ROI). Any length: it is cut into
-                windows of `config.num_frames`.
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding (masked frames inside a scan are zeroed). Defaults to all ones.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame. Required (with `time_axis="seconds"` dX/dt is per second).
-            output_attentions (`bool`, *optional*): refused (there is no attention).
-            output_hidden_states (`bool`, *optional*): return the input and every layer's output, per frame.
-
         Returns:
             [`FmriBackboneOutput`] with `last_hidden_state` `(batch_size, num_timepoints, hidden_size)` (zero at
             masked frames), `pooler_output` `(batch_size, hidden_size)` (mean over real frames, or the last real
             frame with `pooling="last"`) and `token_mask` (the frame mask).
         """
-        if output_attentions:
-            raise ValueError("MnemoDynModel has no attention: output_attentions is not supported")
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        fmri_values, frame_mask, repetition_time = check_roi_inputs(
-            fmri_values,
-            attention_mask,
-            repetition_time,
-            self.config.num_rois,
-            check_finite=self.config.check_finite_inputs,
-        )
+        _, output_hidden_states = self.output_switches(output_attentions, output_hidden_states)
+        fmri_values, frame_mask, repetition_time = self.check_inputs(fmri_values, attention_mask, repetition_time)
         dtype = self.layers[0].input_projection.weight.dtype
         batch, _, frames = fmri_values.shape
         keep = frame_mask.unsqueeze(-1).to(dtype)
@@ -329,8 +312,9 @@ class MnemoDynModel(MnemoDynPreTrainedModel):
 
         # Windows of num_frames; frames past a scan's end filled from the scan; windows past its end skipped.
         width = self.config.num_frames
-        count = max(1, -(-frames // width))
-        values = F.pad(values, (0, 0, 0, count * width - frames)).reshape(batch * count, width, -1)
+        values = pad_to_multiple(values, (1,), (width,))
+        count = values.shape[1] // width
+        values = values.reshape(batch * count, width, -1)
         lengths = real_lengths(frame_mask).unsqueeze(1) - torch.arange(count, device=values.device) * width
         lengths = lengths.clamp(0, width).reshape(-1)
         used = torch.nonzero(lengths > 0).squeeze(1)
@@ -352,13 +336,12 @@ class MnemoDynModel(MnemoDynPreTrainedModel):
             pooled = hidden_states[torch.arange(batch, device=values.device), last]
         else:
             pooled = masked_mean(hidden_states, frame_mask)
-        output = FmriBackboneOutput(
+        return FmriBackboneOutput(
             last_hidden_state=hidden_states,
             pooler_output=pooled,
             token_mask=frame_mask,
             hidden_states=all_hidden_states,
         )
-        return output if return_dict else output.to_tuple()
 
 
 def masked_reconstruction_loss(
@@ -473,11 +456,8 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
 
         `jepa`: target ← m · target + (1 − m) · context, with m = `momentum(progress)`. Other objectives: nothing.
         """
-        if self.target_encoder is None:
-            return
-        m = self.momentum(progress)
-        for target, context in zip(self.target_encoder.parameters(), self.mnemodyn.parameters()):
-            target.mul_(m).add_(context.detach(), alpha=1.0 - m)
+        if self.target_encoder is not None:
+            ema_update_(self.target_encoder, self.mnemodyn, self.momentum(progress))
 
     def freeze_target_encoder(self) -> None:
         """The target encoder is never trained: `requires_grad=False` and eval mode."""
@@ -514,7 +494,7 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
         time_blocks = math.ceil(frames / config.mask_time_block)
         block_of_frame = torch.arange(frames, device=frame_mask.device) // config.mask_time_block
         # A time block is eligible if it holds a real frame.
-        padded = F.pad(frame_mask, (0, time_blocks * config.mask_time_block - frames), value=False)
+        padded = pad_to_multiple(frame_mask, (1,), (config.mask_time_block,), value=False)
         eligible_time = padded.view(batch, time_blocks, config.mask_time_block).any(dim=-1)
         scores = self._uniform((batch, roi_blocks, time_blocks), frame_mask, generator)
         scores = scores.masked_fill(~eligible_time.unsqueeze(1), float("inf"))
@@ -560,6 +540,15 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
         target_frames = torch.where((kind != 1).unsqueeze(1), frame_mask, time_target)
         return hidden_positions, target_frames
 
+    @can_return_tuple
+    @forward_docstring(
+        labels="""labels (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`, *optional*):
+            The clean target series for `reconstruct`, `denoise` and `masked`; defaults to `fmri_values`.""",
+        generator="""generator (`torch.Generator`, *optional*):
+            The source of noise, masks and target blocks.""",
+        seed="""seed (`int`, *optional*):
+            A seed for a fresh generator (ignored when `generator` is given).""",
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -568,26 +557,12 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
         labels: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
-        return_dict: bool | None = None,
-    ) -> MnemoDynPretrainingOutput | tuple:
+    ) -> MnemoDynPretrainingOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`): the series.
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*): 1 for real frames.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`): seconds per frame.
-            labels (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`, *optional*):
-                The clean target series for `reconstruct`, `denoise` and `masked`; defaults to `fmri_values`.
-            generator (`torch.Generator`, *optional*): the source of noise, masks and target blocks.
-            seed (`int`, *optional*): a seed for a fresh generator (ignored when `generator` is given).
+        Returns:
+            [`MnemoDynPretrainingOutput`]: the objective's loss, where it was computed, and what it compared.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        fmri_values, frame_mask, repetition_time = check_roi_inputs(
-            fmri_values,
-            attention_mask,
-            repetition_time,
-            self.config.num_rois,
-            check_finite=self.config.check_finite_inputs,
-        )
+        fmri_values, frame_mask, repetition_time = self.check_inputs(fmri_values, attention_mask, repetition_time)
         if labels is not None and labels.shape != fmri_values.shape:
             raise FmriInputError.for_source(
                 "labels", expected=f"shape {tuple(fmri_values.shape)} (as fmri_values)", found=f"{tuple(labels.shape)}"
@@ -599,10 +574,8 @@ class MnemoDynForPretraining(MnemoDynPreTrainedModel):
         target = (fmri_values if labels is None else labels.to(dtype)) * frame_mask.unsqueeze(1).to(dtype)
         objective = self.config.objective
         if objective == "jepa":
-            output = self._jepa(fmri_values, frame_mask, repetition_time, generator)
-        else:
-            output = self._reconstruction(fmri_values, target, frame_mask, repetition_time, generator)
-        return output if return_dict else output.to_tuple()
+            return self._jepa(fmri_values, frame_mask, repetition_time, generator)
+        return self._reconstruction(fmri_values, target, frame_mask, repetition_time, generator)
 
     def _reconstruction(self, fmri_values, target, frame_mask, repetition_time, generator):
         objective = self.config.objective

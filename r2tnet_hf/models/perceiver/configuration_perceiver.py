@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_at_least, check_choice, check_multiple
+
 
 @strict
 class PerceiverFmriConfig(PreTrainedConfig):
@@ -103,17 +105,13 @@ class PerceiverFmriConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         super().validate_architecture()
-        if self.input_type not in ("roi", "volume"):
-            raise ValueError(f"input_type must be 'roi' or 'volume', got {self.input_type!r}")
+        check_choice(self, "input_type", ("roi", "volume"))
         if len(self.image_size) != 3 or len(self.spatial_patch_size) != 3:
             raise ValueError("image_size and spatial_patch_size need 3 entries (H, W, D)")
-        sizes = [self.num_rois, self.roi_embedding_size, self.num_channels, self.time_patch_size, self.num_latents]
-        sizes += [self.num_hidden_layers, self.input_chunk_size, *self.spatial_patch_size]
-        if min(sizes) < 1:
-            raise ValueError("PerceiverFmriConfig sizes must be >= 1")
-        for heads in (self.num_attention_heads, self.num_cross_attention_heads):
-            if self.hidden_size % heads:
-                raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of the head count ({heads})")
+        sizes = ["num_rois", "roi_embedding_size", "num_channels", "time_patch_size", "num_latents"]
+        check_at_least(self, 1, *sizes, "num_hidden_layers", "input_chunk_size", "spatial_patch_size")
+        check_multiple(self, "hidden_size", "num_attention_heads")
+        check_multiple(self, "hidden_size", "num_cross_attention_heads")
 
     @property
     def token_size(self) -> int:

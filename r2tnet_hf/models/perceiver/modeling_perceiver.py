@@ -19,17 +19,18 @@ import math
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils.generic import can_return_tuple
 
 from ..common import (
     FmriBackboneOutput,
     FmriMLP,
-    check_roi_inputs,
-    check_volume_inputs,
-    init_transformer_weights,
+    FmriTransformerPreTrainedModel,
+    forward_docstring,
+    init_truncated,
     pad_to_multiple,
+    run_layers,
     sinusoidal_time_embedding,
     transformer_layers,
 )
@@ -100,23 +101,19 @@ class PerceiverFmriCrossAttention(GradientCheckpointingLayer):
         return latents + self.mlp(self.mlp_norm(latents))
 
 
-class PerceiverFmriPreTrainedModel(PreTrainedModel):
+class PerceiverFmriPreTrainedModel(FmriTransformerPreTrainedModel):
     config: PerceiverFmriConfig
     config_class = PerceiverFmriConfig
     base_model_prefix = "perceiver_fmri"
-    main_input_name = "fmri_values"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
     _no_split_modules = ["PerceiverFmriCrossAttention", "FmriTransformerLayer"]
 
     def _init_weights(self, module: nn.Module):
-        super()._init_weights(module)
-        std = self.config.initializer_range
-        init_transformer_weights(module, std)
-        if isinstance(module, PerceiverFmriModel):
-            init.trunc_normal_(module.latents, std=std, a=-2 * std, b=2 * std)
+        if isinstance(module, PerceiverFmriModel):  # the latents truncated normal, the ROI table unit normal
+            init_truncated(module.latents, self.config.initializer_range)
             if module.roi_embedding is not None:
                 init.normal_(module.roi_embedding, std=1.0)
+        else:
+            super()._init_weights(module)
 
 
 class PerceiverFmriModel(PerceiverFmriPreTrainedModel):
@@ -177,6 +174,15 @@ class PerceiverFmriModel(PerceiverFmriPreTrainedModel):
         seconds = centre_frame.unsqueeze(0) * repetition_time.unsqueeze(1)
         return tokens, token_mask, space_table, seconds
 
+    @can_return_tuple
+    @forward_docstring(
+        output_attentions="""output_attentions (`bool`, *optional*):
+            Return the attention probabilities of every latent self-attention layer in `attentions` (eager for that
+            call), each `(batch_size, num_attention_heads, num_latents, num_latents)`. The cross-attention's are not
+            returned: it runs in chunks with an online softmax and never holds them.""",
+        output_hidden_states="""output_hidden_states (`bool`, *optional*):
+            Return the latents after the cross-attention and after every self-attention block.""",
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -184,62 +190,29 @@ class PerceiverFmriModel(PerceiverFmriPreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FmriBackboneOutput | tuple:
+    ) -> FmriBackboneOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)` or
-                `(batch_size, num_channels, height, width, depth, num_timepoints)`): as `config.input_type` says.
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding. Defaults to all ones.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame. Required.
-            output_attentions (`bool`, *optional*):
-                Not supported; `attentions` is `None`.
-            output_hidden_states (`bool`, *optional*):
-                Return the latents after the cross-attention and after every self-attention block.
-
         Returns:
             [`FmriBackboneOutput`]: `last_hidden_state` the latents `(batch_size, num_latents, hidden_size)`,
             `pooler_output` their mean.
         """
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if self.config.input_type == "roi":
-            fmri_values, frame_mask, repetition_time = check_roi_inputs(
-                fmri_values,
-                attention_mask,
-                repetition_time,
-                self.config.num_rois,
-                check_finite=self.config.check_finite_inputs,
-            )
-        else:
-            fmri_values, frame_mask, repetition_time = check_volume_inputs(
-                fmri_values,
-                attention_mask,
-                repetition_time,
-                self.config.num_channels,
-                check_finite=self.config.check_finite_inputs,
-            )
+        output_attentions, output_hidden_states = self.output_switches(output_attentions, output_hidden_states)
+        fmri_values, frame_mask, repetition_time = self.check_inputs(fmri_values, attention_mask, repetition_time)
         fmri_values = fmri_values.to(self.latents.dtype)
         tokens, token_mask, space_table, seconds = self.tokenize(fmri_values, frame_mask, repetition_time)
         latents = self.latents.unsqueeze(0).expand(tokens.shape[0], -1, -1)
         latents = self.cross_attention(latents, tokens, token_mask, space_table, seconds)
-        all_hidden_states = (latents,) if output_hidden_states else None
-        for layer in self.layers:
-            latents = layer(latents)
-            if output_hidden_states:
-                all_hidden_states += (latents,)
+        latents, all_hidden_states, all_attentions = run_layers(
+            self.layers, latents, None, output_attentions, output_hidden_states
+        )
         latents = self.norm(latents)
-        output = FmriBackboneOutput(
+        return FmriBackboneOutput(
             last_hidden_state=latents,
             pooler_output=latents.mean(dim=1),
             token_mask=torch.ones(latents.shape[:2], dtype=torch.bool, device=latents.device),
             hidden_states=all_hidden_states,
+            attentions=all_attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["PerceiverFmriModel", "PerceiverFmriPreTrainedModel"]

@@ -6,6 +6,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ..config_checks import check_at_least
+
 
 @strict
 class R2TNetConfig(PreTrainedConfig):
@@ -61,10 +63,8 @@ class R2TNetConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         super().validate_architecture()
-        if self.signature_dim < 1 or self.projection_hidden_size < 1:
-            raise ValueError("signature_dim and projection_hidden_size must be >= 1")
-        if self.projection_num_layers < 0:
-            raise ValueError(f"projection_num_layers must be >= 0, got {self.projection_num_layers}")
+        check_at_least(self, 1, "signature_dim", "projection_hidden_size")
+        check_at_least(self, 0, "projection_num_layers")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if not hasattr(self.backbone_config, "hidden_size"):

@@ -15,11 +15,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoModel
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
 
 from ...errors import FmriInputError
 from ...training.losses import nt_xent_loss
+from ..common import FmriPreTrainedModel, forward_docstring
 from .configuration_r2tnet import R2TNetConfig
 
 
@@ -94,18 +96,13 @@ class R2TNetProjectionHead(nn.Module):
         return self.layers(features)
 
 
-class R2TNetPreTrainedModel(PreTrainedModel):
+class R2TNetPreTrainedModel(FmriPreTrainedModel):
     config: R2TNetConfig
     config_class = R2TNetConfig
     base_model_prefix = "r2tnet"
-    main_input_name = "fmri_values"
-    supports_gradient_checkpointing = True
+    # The attention is the backbone's: `set_attn_implementation` reaches it (a backbone without attention refuses
+    # SDPA there, and `output_attentions` in its forward).
     _supports_sdpa = True
-
-    def get_input_embeddings(self):
-        """None: fMRI input has no token-embedding table (transformers' default raises, and Accelerate's FSDP2
-        preparation asks for it)."""
-        return None
 
 
 class R2TNetModel(R2TNetPreTrainedModel):
@@ -128,6 +125,8 @@ class R2TNetModel(R2TNetPreTrainedModel):
         self.projection = R2TNetProjectionHead(config)
         self.post_init()
 
+    @can_return_tuple
+    @forward_docstring()
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -135,17 +134,12 @@ class R2TNetModel(R2TNetPreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> R2TNetOutput | tuple:
+    ) -> R2TNetOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)` or
-                `(batch_size, num_channels, height, width, depth, num_timepoints)`): the scans, time last.
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`): seconds per frame.
+        Returns:
+            [`R2TNetOutput`]: the signature, and the backbone's pooled and token features (and, when asked, its
+            hidden states and attentions).
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         backbone_output = self.backbone(
             fmri_values,
             attention_mask=attention_mask,
@@ -154,15 +148,13 @@ class R2TNetModel(R2TNetPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        signature = F.normalize(self.projection(backbone_output.pooler_output), dim=-1)
-        output = R2TNetOutput(
-            signature=signature,
+        return R2TNetOutput(
+            signature=F.normalize(self.projection(backbone_output.pooler_output), dim=-1),
             pooler_output=backbone_output.pooler_output,
             last_hidden_state=backbone_output.last_hidden_state,
             hidden_states=backbone_output.hidden_states,
             attentions=backbone_output.attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 def _rank() -> int:
@@ -189,6 +181,18 @@ class R2TNetForContrastivePretraining(R2TNetPreTrainedModel):
         self.r2tnet = R2TNetModel(config)
         self.post_init()
 
+    @can_return_tuple
+    @forward_docstring(
+        subject_ids="""subject_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Integer subject ids, the same for one person on every process (negatives are gathered across
+            processes). Required without a second view.""",
+        paired_fmri_values="""paired_fmri_values (`torch.FloatTensor`, *optional*):
+            The second view of the same rows, as `fmri_values` (its time length may differ).""",
+        paired_attention_mask="""paired_attention_mask (`torch.LongTensor`, *optional*):
+            The second view's frame mask, as `attention_mask`.""",
+        paired_repetition_time="""paired_repetition_time (`torch.FloatTensor` or `float`, *optional*):
+            The second view's TR; defaults to `repetition_time`.""",
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -198,19 +202,11 @@ class R2TNetForContrastivePretraining(R2TNetPreTrainedModel):
         paired_fmri_values: torch.Tensor | None = None,
         paired_attention_mask: torch.Tensor | None = None,
         paired_repetition_time: torch.Tensor | float | None = None,
-        return_dict: bool | None = None,
-    ) -> R2TNetContrastiveOutput | tuple:
+    ) -> R2TNetContrastiveOutput:
         r"""
-        Args:
-            fmri_values, attention_mask, repetition_time: the first (or only) view, as for [`R2TNetModel`].
-            subject_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
-                Integer subject ids, the same for one person on every process (negatives are gathered across
-                processes). Required without a second view.
-            paired_fmri_values, paired_attention_mask, paired_repetition_time (*optional*):
-                The second view of the same rows (its time length may differ). `paired_repetition_time` defaults
-                to `repetition_time`.
+        Returns:
+            [`R2TNetContrastiveOutput`]: the NT-Xent loss, every view's signatures and the subject ids it used.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         signature = self.r2tnet(fmri_values, attention_mask, repetition_time, return_dict=True).signature
         batch = fmri_values.shape[0]
         if subject_ids is not None:
@@ -242,8 +238,7 @@ class R2TNetForContrastivePretraining(R2TNetPreTrainedModel):
         regularization = getattr(self.r2tnet.backbone, "regularization_loss", None)
         if regularization is not None:  # e.g. the tangent backbone's pull toward its fitted start
             loss = loss + regularization().to(loss.dtype)
-        output = R2TNetContrastiveOutput(loss=loss, signature=signature, subject_ids=ids)
-        return output if return_dict else output.to_tuple()
+        return R2TNetContrastiveOutput(loss=loss, signature=signature, subject_ids=ids)
 
 
 class R2TNetForPhenotypePrediction(R2TNetPreTrainedModel):
@@ -264,25 +259,27 @@ class R2TNetForPhenotypePrediction(R2TNetPreTrainedModel):
         self.classifier = nn.Linear(config.signature_dim, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
+    @forward_docstring(
+        labels="""labels (`torch.Tensor`, *optional*):
+            Floats `(batch_size,)` or `(batch_size, num_labels)` for regression; class indices `(batch_size,)` for
+            single-label; 0/1 `(batch_size, num_labels)` for multi-label."""
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         repetition_time: torch.Tensor | float | None = None,
         labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> R2TNetPhenotypeOutput | tuple:
+    ) -> R2TNetPhenotypeOutput:
         r"""
-        Args:
-            labels (`torch.Tensor`, *optional*): floats `(batch_size,)` or `(batch_size, num_labels)` for regression;
-                class indices `(batch_size,)` for single-label; 0/1 `(batch_size, num_labels)` for multi-label.
+        Returns:
+            [`R2TNetPhenotypeOutput`]: the logits, the signature the head read, and the loss when `labels` are given.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         signature = self.r2tnet(fmri_values, attention_mask, repetition_time, return_dict=True).signature
         logits = self.classifier(self.dropout(signature) * math.sqrt(self.config.signature_dim))
         loss = None if labels is None else self.phenotype_loss(logits, labels)
-        output = R2TNetPhenotypeOutput(loss=loss, logits=logits, signature=signature)
-        return output if return_dict else output.to_tuple()
+        return R2TNetPhenotypeOutput(loss=loss, logits=logits, signature=signature)
 
     def resolve_problem_type(self, labels: torch.Tensor) -> str:
         if self.config.problem_type is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_at_least
+
 LAYOUTS = {"r3d_18": [2, 2, 2, 2], "r3d_34": [3, 4, 6, 3]}
 
 
@@ -71,8 +73,7 @@ class ResNet3DConfig(PreTrainedConfig):
         super().validate_architecture()
         if len(self.depths) != len(self.hidden_sizes):
             raise ValueError(f"depths ({self.depths}) and hidden_sizes ({self.hidden_sizes}) need one entry per stage")
-        if min(self.depths + self.hidden_sizes + [self.embedding_size, self.num_channels]) < 1:
-            raise ValueError("ResNet3DConfig sizes and depths must be >= 1")
+        check_at_least(self, 1, "depths", "hidden_sizes", "embedding_size", "num_channels")
 
 
 __all__ = ["ResNet3DConfig"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils.generic import can_return_tuple
 
-from ..common import FmriBackboneOutput, check_volume_inputs, init_conv_weights, masked_mean
+from ..common import FmriBackboneOutput, FmriConvPreTrainedModel, forward_docstring, masked_mean
 from .configuration_resnet3d import ResNet3DConfig
 
 
@@ -58,17 +58,11 @@ class ResNet3DStage(GradientCheckpointingLayer):
         return self.blocks(hidden_states)
 
 
-class ResNet3DPreTrainedModel(PreTrainedModel):
+class ResNet3DPreTrainedModel(FmriConvPreTrainedModel):
     config: ResNet3DConfig
     config_class = ResNet3DConfig
     base_model_prefix = "resnet3d"
-    main_input_name = "fmri_values"
-    supports_gradient_checkpointing = True
     _no_split_modules = ["ResNet3DStage"]
-
-    def _init_weights(self, module: nn.Module):
-        super()._init_weights(module)
-        init_conv_weights(module)
 
 
 class ResNet3DModel(ResNet3DPreTrainedModel):
@@ -99,6 +93,12 @@ class ResNet3DModel(ResNet3DPreTrainedModel):
         )
         self.post_init()
 
+    @can_return_tuple
+    @forward_docstring(
+        output_hidden_states="""output_hidden_states (`bool`, *optional*):
+            Return the per-frame features after the stem and after every stage, globally average-pooled,
+            `(batch_size, num_timepoints, channels)`."""
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -106,35 +106,15 @@ class ResNet3DModel(ResNet3DPreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FmriBackboneOutput | tuple:
+    ) -> FmriBackboneOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width, depth, num_timepoints)`):
-                The volumes, time last; any (H, W, D).
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding (padded frames are skipped). Defaults to all ones.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame. Required by the common input contract; the order-free pool does not use it.
-            output_hidden_states (`bool`, *optional*):
-                Return the per-frame features after the stem and after every stage, globally average-pooled,
-                `(batch_size, num_timepoints, channels)`.
-
         Returns:
             [`FmriBackboneOutput`]: `last_hidden_state` `(batch_size, num_timepoints, hidden_size)` per-frame features
-            (zeros at padded frames), `token_mask` the frame mask, `pooler_output` their masked mean.
+            (zeros at padded frames), `token_mask` the frame mask, `pooler_output` their masked mean (which ignores
+            frame order, and so the TR).
         """
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        fmri_values, frame_mask, _ = check_volume_inputs(
-            fmri_values,
-            attention_mask,
-            repetition_time,
-            self.config.num_channels,
-            check_finite=self.config.check_finite_inputs,
-        )
+        _, output_hidden_states = self.output_switches(output_attentions, output_hidden_states)
+        fmri_values, frame_mask, _ = self.check_inputs(fmri_values, attention_mask, repetition_time)
         fmri_values = fmri_values.to(self.stem[0].weight.dtype)
         frames = fmri_values.permute(0, 5, 1, 2, 3, 4)[frame_mask]  # (real frames, C, H, W, D)
 
@@ -151,13 +131,12 @@ class ResNet3DModel(ResNet3DPreTrainedModel):
             if output_hidden_states:
                 all_hidden_states += (per_frame(hidden_states),)
         frame_features = per_frame(hidden_states)
-        output = FmriBackboneOutput(
+        return FmriBackboneOutput(
             last_hidden_state=frame_features,
             pooler_output=masked_mean(frame_features, frame_mask),
             token_mask=frame_mask,
             hidden_states=all_hidden_states,
         )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["ResNet3DModel", "ResNet3DPreTrainedModel"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_at_least, check_choice, check_multiple
+
 # Above this many input-stage parameters a dense projection is refused: grayordinate data (V = 91,282) would put
 # tens of millions of parameters there, as the R2T-Net reference code does (about 70M).
 MAX_DENSE_INPUT_PARAMETERS = 20_000_000
@@ -86,15 +88,9 @@ class RoiTransformerConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         super().validate_architecture()
-        if self.pooling not in ("mean", "mean_std"):
-            raise ValueError(f"RoiTransformerConfig.pooling must be 'mean' or 'mean_std', got {self.pooling!r}")
-        for name in ("num_rois", "patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"RoiTransformerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
-            )
+        check_choice(self, "pooling", ("mean", "mean_std"))
+        check_at_least(self, 1, "num_rois", "patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
+        check_multiple(self, "hidden_size", "num_attention_heads")
         if self.spatial_rank is not None and self.spatial_rank < 1:
             raise ValueError(f"spatial_rank must be None (dense) or >= 1, got {self.spatial_rank}")
         dense = self.num_rois * self.patch_size * self.hidden_size

@@ -10,14 +10,26 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.generic import can_return_tuple
 
-from ..common import FmriBackboneOutput, check_roi_inputs, masked_mean, masked_mean_std, sinusoidal_time_embedding
+from ..common import (
+    FmriBackboneOutput,
+    FmriMLP,
+    FmriPreTrainedModel,
+    eager_attention_forward,
+    forward_docstring,
+    init_norm,
+    init_transformer_weights,
+    masked_mean,
+    masked_mean_std,
+    pad_to_multiple,
+    run_layers,
+    sinusoidal_time_embedding,
+)
 from .configuration_roi_transformer import RoiTransformerConfig
 
 
@@ -42,16 +54,13 @@ class RoiTransformerPatchEmbedding(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns the tokens (content + time), their mask, and the content projection alone (for statistics)."""
         patch = self.config.patch_size
-        batch, _, frames = fmri_values.shape
         values = fmri_values
         if self.spatial_basis is not None:  # a linear map of each frame, with no bias: masking after it is the same
             values = torch.einsum("bvt,vr->brt", values, self.spatial_basis.to(values.dtype))
-        pad = (-frames) % patch
-        if pad:
-            values = F.pad(values, (0, pad))
-            frame_mask = F.pad(frame_mask, (0, pad), value=False)
-        num_tokens = (frames + pad) // patch
-        channels = values.shape[1]
+        values = pad_to_multiple(values, (-1,), (patch,))
+        frame_mask = pad_to_multiple(frame_mask, (-1,), (patch,), value=False)
+        batch, channels, frames = values.shape
+        num_tokens = frames // patch
         # patches (batch, tokens, channels × patch): the transpose copies; masked frames are zeroed in that copy
         # (exact zeros, whatever finite values they held), so that the series is never copied for the mask
         patches = values.reshape(batch, channels, num_tokens, patch).transpose(1, 2)
@@ -69,13 +78,14 @@ class RoiTransformerPatchEmbedding(nn.Module):
 
 
 class RoiTransformerAttention(nn.Module):
-    """Multi-head self-attention with a key-padding mask, through `F.scaled_dot_product_attention` (or eager)."""
+    """Multi-head self-attention with a key-padding mask, through the attention interface (`"sdpa"` or `"eager"`)."""
 
     def __init__(self, config: RoiTransformerConfig):
         super().__init__()
         self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
+        self.is_causal = False  # read by transformers' SDPA function, which otherwise assumes a decoder
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
         self.output = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_prob = config.attention_probs_dropout_prob
@@ -83,77 +93,64 @@ class RoiTransformerAttention(nn.Module):
     def forward(
         self, hidden_states: torch.Tensor, key_mask: torch.Tensor, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the attended tokens and, with `output_attentions` (eager for that call), the probabilities."""
         batch, tokens, hidden = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch, tokens, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         allowed = key_mask[:, None, None, :]  # (batch, 1, 1, tokens): every query may attend to the real tokens
-        dropout = self.dropout_prob if self.training else 0.0
-        probs = None
-        if output_attentions or self.config._attn_implementation == "eager":
-            scores = (query @ key.transpose(-2, -1)) / math.sqrt(self.head_dim)
-            scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-            probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
-            context = F.dropout(probs, p=dropout, training=self.training) @ value
-        else:
-            context = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed, dropout_p=dropout)
-        context = context.transpose(1, 2).reshape(batch, tokens, hidden)
-        return self.output(context), probs
-
-
-class RoiTransformerMLP(nn.Module):
-    def __init__(self, config: RoiTransformerConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.activation = ACT2FN[config.hidden_act]
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.fc2(self.activation(self.fc1(hidden_states))))
+        attention_interface = (
+            eager_attention_forward
+            if output_attentions
+            else ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        )
+        context, weights = attention_interface(
+            self, query, key, value, allowed, dropout=self.dropout_prob if self.training else 0.0
+        )
+        return self.output(context.reshape(batch, tokens, hidden)), weights
 
 
 class RoiTransformerLayer(GradientCheckpointingLayer):
-    """Pre-norm block: x + attn(LN(x)), then x + mlp(LN(x))."""
+    """Pre-norm block: x + attn(LN(x)), then x + mlp(LN(x)). Returns the new tokens, and with `output_attentions`
+    also the attention probabilities."""
 
     def __init__(self, config: RoiTransformerConfig):
         super().__init__()
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attention = RoiTransformerAttention(config)
         self.mlp_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = RoiTransformerMLP(config)
+        self.mlp = FmriMLP(config.hidden_size, config.intermediate_size, config.hidden_act, config.hidden_dropout_prob)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        # The residual branches' output projections, initialised for depth (see `_init_weights`).
+        self.attention.output.depth_scaled = self.mlp.fc2.depth_scaled = True
 
     def forward(
         self, hidden_states: torch.Tensor, key_mask: torch.Tensor, output_attentions: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attention(self.attention_norm(hidden_states), key_mask, output_attentions)
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        attended, weights = self.attention(self.attention_norm(hidden_states), key_mask, output_attentions)
         hidden_states = hidden_states + self.dropout(attended)
         hidden_states = hidden_states + self.mlp(self.mlp_norm(hidden_states))
-        return hidden_states, probs
+        return (hidden_states, weights) if output_attentions else hidden_states
 
 
-class RoiTransformerPreTrainedModel(PreTrainedModel):
+class RoiTransformerPreTrainedModel(FmriPreTrainedModel):
     config: RoiTransformerConfig
     config_class = RoiTransformerConfig
     base_model_prefix = "roi_transformer"
-    main_input_name = "fmri_values"
-    supports_gradient_checkpointing = True
     _supports_sdpa = True
     _no_split_modules = ["RoiTransformerLayer"]
 
     def _init_weights(self, module: nn.Module):
-        super()._init_weights(module)
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+            if getattr(module, "depth_scaled", False):
+                # Residual branches scaled for depth (GPT-2 style), so deep stacks start near the identity.
+                std = std / math.sqrt(2 * self.config.num_hidden_layers)
+            init_transformer_weights(module, std)
         elif isinstance(module, RoiTransformerPatchEmbedding) and module.spatial_basis is not None:
             # Unit-variance components for z-scored input, whatever the number of ROIs.
             init.normal_(module.spatial_basis, std=module.config.num_rois**-0.5)
-        elif isinstance(module, RoiTransformerLayer):
-            # Residual branches scaled for depth (GPT-2 style), so deep stacks start near the identity.
-            depth_std = std / math.sqrt(2 * self.config.num_hidden_layers)
-            init.trunc_normal_(module.attention.output.weight, std=depth_std, a=-2 * depth_std, b=2 * depth_std)
-            init.trunc_normal_(module.mlp.fc2.weight, std=depth_std, a=-2 * depth_std, b=2 * depth_std)
+        else:
+            init_norm(module)
 
 
 class RoiTransformerModel(RoiTransformerPreTrainedModel):
@@ -180,6 +177,8 @@ class RoiTransformerModel(RoiTransformerPreTrainedModel):
         )
         self.post_init()
 
+    @can_return_tuple
+    @forward_docstring()
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -187,46 +186,19 @@ class RoiTransformerModel(RoiTransformerPreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FmriBackboneOutput | tuple:
+    ) -> FmriBackboneOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`):
-                The series, time last, as `FmriProcessor` returns it (z-scored per ROI).
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding. Defaults to all ones.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame. Required: token times are in seconds.
-            output_attentions (`bool`, *optional*):
-                Return attention probabilities of every layer (computed eagerly).
-            output_hidden_states (`bool`, *optional*):
-                Return the token features after the embedding and after every layer.
+        Returns:
+            [`FmriBackboneOutput`]: `last_hidden_state` `(batch_size, num_tokens, hidden_size)`, one token per patch
+            of `patch_size` frames, `token_mask` the tokens holding a real frame, `pooler_output` as `config.pooling`.
         """
-        output_attentions = bool(output_attentions if output_attentions is not None else self.config.output_attentions)
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-
-        fmri_values, frame_mask, repetition_time = check_roi_inputs(
-            fmri_values,
-            attention_mask,
-            repetition_time,
-            self.config.num_rois,
-            check_finite=self.config.check_finite_inputs,
-        )
+        output_attentions, output_hidden_states = self.output_switches(output_attentions, output_hidden_states)
+        fmri_values, frame_mask, repetition_time = self.check_inputs(fmri_values, attention_mask, repetition_time)
         fmri_values = fmri_values.to(self.embeddings.projection.weight.dtype)
         hidden_states, token_mask, content = self.embeddings(fmri_values, frame_mask, repetition_time)
-
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for layer in self.layers:
-            hidden_states, probs = layer(hidden_states, token_mask, output_attentions=output_attentions)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (probs,)
-
+        hidden_states, all_hidden_states, all_attentions = run_layers(
+            self.layers, hidden_states, token_mask, output_attentions, output_hidden_states
+        )
         hidden_states = self.norm(hidden_states)
         if self.pool_projection is None:
             pooled = masked_mean(hidden_states, token_mask)
@@ -235,14 +207,13 @@ class RoiTransformerModel(RoiTransformerPreTrainedModel):
             # each learned spatio-temporal pattern fluctuates, before layer norms divide that scale away
             spread = masked_mean_std(content, token_mask)[..., content.shape[-1] :]
             pooled = self.pool_projection(torch.cat([masked_mean(hidden_states, token_mask), spread], dim=-1))
-        output = FmriBackboneOutput(
+        return FmriBackboneOutput(
             last_hidden_state=hidden_states,
             pooler_output=pooled,
             token_mask=token_mask,
             hidden_states=all_hidden_states,
             attentions=all_attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["RoiTransformerModel", "RoiTransformerPreTrainedModel"]

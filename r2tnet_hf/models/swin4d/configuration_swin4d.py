@@ -8,6 +8,8 @@ import numbers
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_at_least, check_choice
+
 SWIN4D_POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 SWIN4D_WINDOW_PADDINGS = ("masked", "attended_zeros")
 
@@ -207,14 +209,12 @@ class Swin4DConfig(PreTrainedConfig):
                 f"image_size needs 3 entries (H, W, D), patch_size and window_size 4 (H, W, D, T); got "
                 f"{self.image_size}, {self.patch_size}, {self.window_size}"
             )
-        if min(self.patch_size + self.window_size + self.image_size + self.depths) < 1 or self.num_frames < 1:
-            raise ValueError("Swin4DConfig sizes, windows, patches and depths must be >= 1")
+        check_at_least(self, 1, "patch_size", "window_size", "image_size", "depths", "num_frames")
         if len(self.num_heads) != len(self.depths):
             raise ValueError(f"num_heads ({self.num_heads}) needs one entry per stage of depths ({self.depths})")
         if self.first_window_size is not None and (len(self.first_window_size) != 4 or min(self.first_window_size) < 1):
             raise ValueError(f"first_window_size needs 4 entries >= 1 (H, W, D, T); got {self.first_window_size}")
-        if self.channel_multiplier < 1:
-            raise ValueError(f"channel_multiplier must be >= 1, got {self.channel_multiplier}")
+        check_at_least(self, 1, "channel_multiplier")
         if self.global_attention_time_window is not None and self.global_attention_time_window < 1:
             raise ValueError(f"global_attention_time_window must be >= 1, got {self.global_attention_time_window}")
         if self.shifted_window_mask_value is not None and not -math.inf < self.shifted_window_mask_value <= 0:
@@ -225,8 +225,7 @@ class Swin4DConfig(PreTrainedConfig):
             ("position_embedding", SWIN4D_POSITION_EMBEDDINGS),
             ("window_padding", SWIN4D_WINDOW_PADDINGS),
         ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+            check_choice(self, name, allowed)
         for stage, heads in enumerate(self.num_heads):
             dim = self.stage_dim(stage)
             if dim % heads:

@@ -72,18 +72,17 @@ import math
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
-from transformers import initialization as init
+from transformers.utils.generic import can_return_tuple
 
 from ...errors import FmriInputError
 from ..common import (
     FmriBackboneOutput,
-    FmriTransformerLayer,
-    check_volume_inputs,
-    init_transformer_weights,
+    FmriTransformerPreTrainedModel,
+    forward_docstring,
     masked_mean,
     pad_to_multiple,
     sinusoidal_time_embedding,
+    transformer_layers,
 )
 from .configuration_swin4d import Swin4DConfig
 
@@ -238,17 +237,6 @@ class Swin4DPatchMerging(nn.Module):
         return self.reduction(self.norm(grouped)), merged_mask
 
 
-def _block_with_zero_padding(
-    block: FmriTransformerLayer, hidden_states: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor
-) -> torch.Tensor:
-    """`FmriTransformerLayer.forward`, with the normalised features of window padding set to zero before the
-    attention (`keep` is 0 there, 1 elsewhere): SwiFT pads each block after its first norm. (It calls the block's
-    parts, so gradient checkpointing does not apply to these blocks.)"""
-    attended = block.attention(block.attention_norm(hidden_states) * keep, mask)
-    hidden_states = hidden_states + block.dropout(attended)
-    return hidden_states + block.mlp(block.mlp_norm(hidden_states))
-
-
 class Swin4DStage(nn.Module):
     """Position embedding, `depth` window-attention blocks (plain, shifted, plain, ...), then optional merging."""
 
@@ -270,18 +258,12 @@ class Swin4DStage(nn.Module):
             scale = 2**stage
             voxels = tuple(p * scale for p in config.patch_size[:3])
             self.position_embedding = Swin4DPositionEmbedding(self.dim, voxels, config.time_embedding_max_period)
-        self.blocks = nn.ModuleList(
-            FmriTransformerLayer(
-                self.dim,
-                config.num_heads[stage],
-                int(self.dim * config.mlp_ratio),
-                hidden_act=config.hidden_act,
-                layer_norm_eps=config.layer_norm_eps,
-                qkv_bias=config.qkv_bias,
-                hidden_dropout=config.hidden_dropout_prob,
-                attention_dropout=config.attention_probs_dropout_prob,
-            )
-            for _ in range(config.depths[stage])
+        self.blocks = transformer_layers(
+            config,
+            count=config.depths[stage],
+            hidden_size=self.dim,
+            num_heads=config.num_heads[stage],
+            intermediate_size=int(self.dim * config.mlp_ratio),
         )
         self.merging = (
             None if self.is_last else Swin4DPatchMerging(self.dim, config.layer_norm_eps, config.channel_multiplier)
@@ -324,7 +306,10 @@ class Swin4DStage(nn.Module):
             )
         return mask.unsqueeze(-3)
 
-    def forward(self, hidden_states, token_mask, seconds, time_patch: int, repetition_time):
+    def forward(self, hidden_states, token_mask, seconds, time_patch: int, repetition_time, output_attentions=False):
+        """One stage; returns `(hidden_states, token_mask, seconds)` for the next, this stage's output before
+        merging, and with `output_attentions` each block's attention probabilities `(batch_size * num_windows,
+        num_heads, window_tokens, window_tokens)` (else `None`)."""
         real_grid = tuple(hidden_states.shape[1:5])
         window, shift = self.windows_for(real_grid)
         if self.attended_padding:  # SwiFT: each block pads to its window; merging needs no padding of its own
@@ -354,6 +339,7 @@ class Swin4DStage(nn.Module):
         if bool(key_mask.all()):  # no key masked: plain windows need no mask, shifted ones one for all the batch
             key_mask = None
         layouts = {}  # plain and shifted windows: (index, inverse permutation, mask, keep), built once per stage
+        attentions = () if output_attentions else None
         for number, block in enumerate(self.blocks):
             block_shift = shift if number % 2 else (0, 0, 0, 0)
             if block_shift not in layouts:
@@ -362,10 +348,10 @@ class Swin4DStage(nn.Module):
                 keep = None if padding is None else (~padding[index]).unsqueeze(-1).to(flat.dtype)
                 layouts[block_shift] = (index, torch.argsort(index.flatten()), mask, keep)
             index, inverse, mask, keep = layouts[block_shift]
-            if keep is None:
-                windows = block(flat[:, index], mask)
-            else:
-                windows = _block_with_zero_padding(block, flat[:, index], mask, keep)
+            windows = block(flat[:, index], mask, output_attentions=output_attentions, keep=keep)
+            if output_attentions:
+                windows, weights = windows
+                attentions += (weights,)
             flat = windows.flatten(1, 2)[:, inverse]
         hidden_states = flat.view(batch, *grid, self.dim)
         if self.attended_padding and grid != real_grid:  # SwiFT crops the window padding after every block
@@ -378,25 +364,13 @@ class Swin4DStage(nn.Module):
                 hidden_states = pad_to_multiple(hidden_states, (1, 2, 3), (2, 2, 2))
                 token_mask = pad_to_multiple(token_mask, (1, 2, 3), (2, 2, 2), value=False)
             hidden_states, token_mask = self.merging(hidden_states, token_mask)
-        return hidden_states, token_mask, seconds, stage_output
+        return hidden_states, token_mask, seconds, stage_output, attentions
 
 
-class Swin4DPreTrainedModel(PreTrainedModel):
+class Swin4DPreTrainedModel(FmriTransformerPreTrainedModel):
     config: Swin4DConfig
     config_class = Swin4DConfig
     base_model_prefix = "swin4d"
-    main_input_name = "fmri_values"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    _no_split_modules = ["FmriTransformerLayer"]
-
-    def _init_weights(self, module: nn.Module):
-        super()._init_weights(module)
-        std = self.config.initializer_range
-        init_transformer_weights(module, std)
-        if isinstance(module, Swin4DLearnedPositionEmbedding):
-            init.trunc_normal_(module.spatial, std=std, a=-2 * std, b=2 * std)
-            init.trunc_normal_(module.temporal, std=std, a=-2 * std, b=2 * std)
 
 
 class Swin4DModel(Swin4DPreTrainedModel):
@@ -425,6 +399,21 @@ class Swin4DModel(Swin4DPreTrainedModel):
         )
         self.post_init()
 
+    @can_return_tuple
+    @forward_docstring(
+        fmri_values="""fmri_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width, depth, num_timepoints)`):
+            The volumes, time last. Any (H, W, D, T): sizes that do not divide the strides are padded and masked
+            (with `position_embedding="learned"`, (H, W, D) must be `config.image_size` and T at most
+            `config.num_frames`).""",
+        repetition_time="""repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
+            Seconds per frame. Required with sinusoidal positions (token times are in seconds); optional and unused
+            with `position_embedding="learned"` (SwiFT's positions index frames).""",
+        output_attentions="""output_attentions (`bool`, *optional*):
+            Return every block's window-attention probabilities in `attentions` (eager for that call), each
+            `(batch_size * num_windows, num_heads, window_tokens, window_tokens)`, blocks of all stages in order.""",
+        output_hidden_states="""output_hidden_states (`bool`, *optional*):
+            Return every stage's output (before merging), flattened to `(batch_size, tokens, features)`.""",
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -432,39 +421,21 @@ class Swin4DModel(Swin4DPreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FmriBackboneOutput | tuple:
+    ) -> FmriBackboneOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width, depth, num_timepoints)`):
-                The volumes, time last. Any (H, W, D, T): sizes that do not divide the strides are padded and masked.
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding. Defaults to all ones.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame. Required with sinusoidal positions (token times are in seconds); optional and
-                unused with `position_embedding="learned"` (SwiFT's positions index frames).
-            output_attentions (`bool`, *optional*):
-                Not supported (attention runs in SDPA); `attentions` is `None`.
-            output_hidden_states (`bool`, *optional*):
-                Return every stage's output (before merging), flattened to `(batch_size, tokens, features)`.
-
         Returns:
             [`FmriBackboneOutput`]: `last_hidden_state` `(batch_size, tokens, hidden_size)` over the last stage's
             (padded) grid in row-major (H, W, D, T) order, `token_mask` marking its real tokens, and `pooler_output`
             `(batch_size, hidden_size)`, their masked mean. Under `from_swift`, `last_hidden_state` is SwiFT's output
             `(B, C, h, w, d, t)` as `(B, h·w·d·t, C)`.
         """
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions, output_hidden_states = self.output_switches(output_attentions, output_hidden_states)
         learned = self.config.position_embedding == "learned"
         if learned and repetition_time is None:
             repetition_time = 1.0  # not used: learned positions index frames
-        fmri_values, frame_mask, repetition_time = check_volume_inputs(
-            fmri_values, attention_mask, repetition_time, self.config.num_channels,
-            image_size=self.config.image_size if learned else None, check_finite=self.config.check_finite_inputs,
-        )  # fmt: skip
+        fmri_values, frame_mask, repetition_time = self.check_inputs(
+            fmri_values, attention_mask, repetition_time, self.config.image_size if learned else None
+        )
         if learned and fmri_values.shape[-1] > self.config.num_frames:
             raise FmriInputError(
                 f"fmri_values: input has {fmri_values.shape[-1]} frames but the model's learned time positions cover "
@@ -473,23 +444,26 @@ class Swin4DModel(Swin4DPreTrainedModel):
         fmri_values = fmri_values.to(self.embeddings.projection.weight.dtype)
         hidden_states, token_mask, seconds = self.embeddings(fmri_values, frame_mask, repetition_time)
         all_hidden_states = () if output_hidden_states else None
+        all_attentions = () if output_attentions else None
         time_patch = self.config.patch_size[3]
         for stage in self.stages:
-            hidden_states, token_mask, seconds, stage_output = stage(
-                hidden_states, token_mask, seconds, time_patch, repetition_time
+            hidden_states, token_mask, seconds, stage_output, attentions = stage(
+                hidden_states, token_mask, seconds, time_patch, repetition_time, output_attentions
             )
             if output_hidden_states:
                 all_hidden_states += (stage_output.flatten(1, 4),)
+            if output_attentions:
+                all_attentions += attentions
         batch = hidden_states.shape[0]
         hidden_states = self.norm(hidden_states.reshape(batch, -1, self.config.hidden_size))
         token_mask = token_mask.reshape(batch, -1)
-        output = FmriBackboneOutput(
+        return FmriBackboneOutput(
             last_hidden_state=hidden_states,
             pooler_output=masked_mean(hidden_states, token_mask),
             token_mask=token_mask,
             hidden_states=all_hidden_states,
+            attentions=all_attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["Swin4DModel", "Swin4DPreTrainedModel"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_at_least, check_choice
+
 
 @strict
 class TangentConnectomeConfig(PreTrainedConfig):
@@ -68,18 +70,15 @@ class TangentConnectomeConfig(PreTrainedConfig):
 
     def validate_architecture(self):
         super().validate_architecture()
-        if self.num_rois < 2:
-            raise ValueError(f"TangentConnectomeConfig.num_rois must be >= 2, got {self.num_rois}")
+        check_at_least(self, 2, "num_rois")
         expected = self.num_rois * (self.num_rois - 1) // 2
         if self.hidden_size != expected:
             raise ValueError(
                 f"TangentConnectomeConfig.hidden_size is num_rois·(num_rois−1)/2 = {expected} for {self.num_rois} "
                 f"ROIs, got {self.hidden_size}"
             )
-        if self.shrinkage_target not in ("reference", "identity"):
-            raise ValueError(f"shrinkage_target must be 'reference' or 'identity', got {self.shrinkage_target!r}")
-        if self.within_subject_components < 0:
-            raise ValueError(f"within_subject_components must be >= 0, got {self.within_subject_components}")
+        check_choice(self, "shrinkage_target", ("reference", "identity"))
+        check_at_least(self, 0, "within_subject_components")
         if not self.within_subject_regularization > 0:
             raise ValueError(f"within_subject_regularization must be > 0, got {self.within_subject_regularization}")
         if self.anchor_weight < 0:

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils.generic import can_return_tuple
 
-from ...errors import FmriInputError
-from ..common import FmriBackboneOutput, check_roi_inputs
+from ..common import FmriBackboneOutput, FmriPreTrainedModel, forward_docstring, require_real_frames
 from .configuration_tangent_connectome import TangentConnectomeConfig
 
 MIN_FRAMES = 3
@@ -80,12 +80,22 @@ def symmetric_log(matrices: torch.Tensor, floor: float) -> torch.Tensor:
     return (eigenvectors * logs.unsqueeze(-2)) @ eigenvectors.transpose(-1, -2)
 
 
-class TangentConnectomePreTrainedModel(PreTrainedModel):
+class TangentConnectomePreTrainedModel(FmriPreTrainedModel):
     config: TangentConnectomeConfig
     config_class = TangentConnectomeConfig
     base_model_prefix = "tangent_connectome"
-    main_input_name = "fmri_values"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = False  # no layers to recompute
+
+    def _init_weights(self, module: nn.Module):
+        # The unfitted start (as `reset_reference`): identity whitening, zero mean, nothing shrunk, no correction.
+        if isinstance(module, TangentConnectomeModel):
+            init.eye_(module.reference_whitening)
+            init.zeros_(module.feature_mean)
+            init.zeros_(module.within_subject_basis)
+            init.ones_(module.within_subject_shrinkage)
+            init.zeros_(module.reference_scans)
+            init.zeros_(module.roi_log_gain)
+            init.zeros_(module.within_subject_log_scale)
 
 
 class TangentConnectomeModel(TangentConnectomePreTrainedModel):
@@ -176,6 +186,13 @@ class TangentConnectomeModel(TangentConnectomePreTrainedModel):
         """`anchor_weight · (‖roi_log_gain‖² + ‖within_subject_log_scale‖²)`: the pull toward the fitted start."""
         return self.config.anchor_weight * (self.roi_log_gain.pow(2).sum() + self.within_subject_log_scale.pow(2).sum())
 
+    @can_return_tuple
+    @forward_docstring(
+        attention_mask="""attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
+            1 for real frames, 0 for padding; at least 3 real frames per scan. Defaults to all ones.""",
+        output_hidden_states="""output_hidden_states (`bool`, *optional*):
+            `hidden_states` holds the tangent matrices.""",
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -183,53 +200,27 @@ class TangentConnectomeModel(TangentConnectomePreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FmriBackboneOutput | tuple:
+    ) -> FmriBackboneOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_rois, num_timepoints)`):
-                The series, time last, as `FmriProcessor` returns it.
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding; at least 3 real frames per scan. Defaults to all ones.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame. Required and checked like every backbone's, though covariances do not use it.
-            output_attentions (`bool`, *optional*): refused (there is no attention).
-            output_hidden_states (`bool`, *optional*): `hidden_states` holds the tangent matrices.
-
         Returns:
             [`FmriBackboneOutput`]: `last_hidden_state` `(batch_size, num_rois, num_rois)` (the tangent matrix: ROI
             i's token is its row), `pooler_output` `(batch_size, hidden_size)` (the features), `token_mask` all `True`.
+            Covariances do not use the TR.
         """
-        if output_attentions:
-            raise ValueError("TangentConnectomeModel has no attention: output_attentions is not supported")
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        fmri_values, frame_mask, _ = check_roi_inputs(
-            fmri_values,
-            attention_mask,
-            repetition_time,
-            self.config.num_rois,
-            check_finite=self.config.check_finite_inputs,
-        )
-        real_frames = frame_mask.sum(dim=1)
-        if int(real_frames.min()) < MIN_FRAMES:
-            short = torch.nonzero(real_frames < MIN_FRAMES).flatten().tolist()
-            raise FmriInputError.for_source(
-                "attention_mask",
-                expected=f"at least {MIN_FRAMES} real frames per scan for a covariance",
-                found=f"fewer in rows {short}",
-            )
+        _, output_hidden_states = self.output_switches(output_attentions, output_hidden_states)
+        fmri_values, frame_mask, _ = self.check_inputs(fmri_values, attention_mask, repetition_time)
+        require_real_frames(frame_mask, MIN_FRAMES, "a covariance")
         dtype = self.roi_log_gain.dtype
         with torch.autocast(device_type=fmri_values.device.type, enabled=False):
             tangent = self.tangent_matrices(fmri_values, frame_mask)
             pooled = self.features(tangent).to(dtype)
         tangent = tangent.to(dtype)
-        output = FmriBackboneOutput(
+        return FmriBackboneOutput(
             last_hidden_state=tangent,
             pooler_output=pooled,
             token_mask=torch.ones(tangent.shape[:2], dtype=torch.bool, device=tangent.device),
             hidden_states=(tangent,) if output_hidden_states else None,
         )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["TangentConnectomeModel", "TangentConnectomePreTrainedModel", "masked_ledoit_wolf", "symmetric_log"]

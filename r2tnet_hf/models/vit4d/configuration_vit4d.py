@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from ..config_checks import check_at_least, check_choice, check_multiple
+
 
 @strict
 class Vit4DConfig(PreTrainedConfig):
@@ -84,14 +86,9 @@ class Vit4DConfig(PreTrainedConfig):
         super().validate_architecture()
         if len(self.image_size) != 3 or len(self.patch_size) != 4:
             raise ValueError(f"image_size needs 3 entries, patch_size 4; got {self.image_size}, {self.patch_size}")
-        if min(self.image_size + self.patch_size) < 1 or self.num_hidden_layers < 1 or self.num_frames < 1:
-            raise ValueError("Vit4DConfig sizes must be >= 1")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads ({self.num_attention_heads})"
-            )
-        if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {self.pooling!r}")
+        check_at_least(self, 1, "image_size", "patch_size", "num_hidden_layers", "num_frames")
+        check_multiple(self, "hidden_size", "num_attention_heads")
+        check_choice(self, "pooling", ("mean", "cls"))
 
     @property
     def spatial_grid(self) -> list[int]:

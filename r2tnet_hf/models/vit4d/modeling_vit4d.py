@@ -12,15 +12,15 @@ import math
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
-from transformers import initialization as init
+from transformers.utils.generic import can_return_tuple
 
 from ..common import (
     FmriBackboneOutput,
-    check_volume_inputs,
-    init_transformer_weights,
+    FmriTransformerPreTrainedModel,
+    forward_docstring,
     masked_mean,
     pad_to_multiple,
+    run_layers,
     self_attention_mask,
     sinusoidal_time_embedding,
     transformer_layers,
@@ -62,23 +62,10 @@ class Vit4DEmbeddings(nn.Module):
         return self.dropout(tokens), token_mask
 
 
-class Vit4DPreTrainedModel(PreTrainedModel):
+class Vit4DPreTrainedModel(FmriTransformerPreTrainedModel):
     config: Vit4DConfig
     config_class = Vit4DConfig
     base_model_prefix = "vit4d"
-    main_input_name = "fmri_values"
-    supports_gradient_checkpointing = True
-    _supports_sdpa = True
-    _no_split_modules = ["FmriTransformerLayer"]
-
-    def _init_weights(self, module: nn.Module):
-        super()._init_weights(module)
-        std = self.config.initializer_range
-        init_transformer_weights(module, std)
-        if isinstance(module, Vit4DEmbeddings):
-            init.trunc_normal_(module.space_position, std=std, a=-2 * std, b=2 * std)
-            if module.cls_token is not None:
-                init.trunc_normal_(module.cls_token, std=std, a=-2 * std, b=2 * std)
 
 
 class Vit4DModel(Vit4DPreTrainedModel):
@@ -101,6 +88,11 @@ class Vit4DModel(Vit4DPreTrainedModel):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.post_init()
 
+    @can_return_tuple
+    @forward_docstring(
+        fmri_values="""fmri_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width, depth, num_timepoints)`):
+            The volumes, time last; (H, W, D) must equal `config.image_size`, any number of frames."""
+    )
     def forward(
         self,
         fmri_values: torch.Tensor,
@@ -108,53 +100,29 @@ class Vit4DModel(Vit4DPreTrainedModel):
         repetition_time: torch.Tensor | float | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> FmriBackboneOutput | tuple:
+    ) -> FmriBackboneOutput:
         r"""
-        Args:
-            fmri_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width, depth, num_timepoints)`):
-                The volumes, time last; (H, W, D) must equal `config.image_size`, any number of frames.
-            attention_mask (`torch.LongTensor` of shape `(batch_size, num_timepoints)`, *optional*):
-                1 for real frames, 0 for padding. Defaults to all ones.
-            repetition_time (`torch.FloatTensor` of shape `(batch_size,)` or `float`):
-                Seconds per frame. Required.
-            output_attentions (`bool`, *optional*):
-                Not supported (SDPA); `attentions` is `None`.
-            output_hidden_states (`bool`, *optional*):
-                Return the tokens after the embedding and after every block.
-
         Returns:
             [`FmriBackboneOutput`]: tokens ordered (CLS,) then time-major over the tubelet grid.
         """
-        output_hidden_states = bool(
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        fmri_values, frame_mask, repetition_time = check_volume_inputs(
-            fmri_values,
-            attention_mask,
-            repetition_time,
-            self.config.num_channels,
-            self.config.image_size,
-            check_finite=self.config.check_finite_inputs,
+        output_attentions, output_hidden_states = self.output_switches(output_attentions, output_hidden_states)
+        fmri_values, frame_mask, repetition_time = self.check_inputs(
+            fmri_values, attention_mask, repetition_time, self.config.image_size
         )
         fmri_values = fmri_values.to(self.embeddings.projection.weight.dtype)
         hidden_states, token_mask = self.embeddings(fmri_values, frame_mask, repetition_time)
-        mask = self_attention_mask(token_mask)
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, mask)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
+        hidden_states, all_hidden_states, all_attentions = run_layers(
+            self.layers, hidden_states, self_attention_mask(token_mask), output_attentions, output_hidden_states
+        )
         hidden_states = self.norm(hidden_states)
         pooled = hidden_states[:, 0] if self.config.pooling == "cls" else masked_mean(hidden_states, token_mask)
-        output = FmriBackboneOutput(
+        return FmriBackboneOutput(
             last_hidden_state=hidden_states,
             pooler_output=pooled,
             token_mask=token_mask,
             hidden_states=all_hidden_states,
+            attentions=all_attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["Vit4DModel", "Vit4DPreTrainedModel"]

@@ -26,6 +26,9 @@ class TestConnectomeTransformerModel(ModelTesterMixin):
         assert output.pooler_output.shape == (self.batch_size, 48)
         assert output.token_mask.shape == (self.batch_size, NUM_ROIS) and bool(output.token_mask.all())
 
+    def expected_attention_shapes(self, model, inputs):
+        return [(self.batch_size, 4, NUM_ROIS, NUM_ROIS)] * model.config.num_hidden_layers
+
 
 class TestConnectomeTransformerWithoutLayers(TestConnectomeTransformerModel):
     """`num_hidden_layers=0`: connectivity → ROI tokens → readout, the same contract."""

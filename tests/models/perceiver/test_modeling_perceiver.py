@@ -29,6 +29,9 @@ class TestPerceiverFmriRoi(ModelTesterMixin):
         assert output.last_hidden_state.shape == (self.batch_size, 8, 32)
         torch.testing.assert_close(output.pooler_output, output.last_hidden_state.mean(dim=1))
 
+    def expected_attention_shapes(self, model, inputs):
+        return [(self.batch_size, 4, 8, 8)] * 2  # the latent self-attention layers
+
 
 class TestPerceiverFmriVolume(TestPerceiverFmriRoi):
     def get_config(self):

@@ -32,6 +32,7 @@ def tiny_config(**overrides):
 
 class TestR2TNetModels(ModelTesterMixin):
     model_classes = (R2TNetModel, R2TNetForContrastivePretraining, R2TNetForPhenotypePrediction)
+    per_scan_model_classes = (R2TNetModel, R2TNetForPhenotypePrediction)
     batch_size = 4
 
     def get_config(self):
@@ -59,6 +60,9 @@ class TestR2TNetModels(ModelTesterMixin):
             assert output.logits.shape == (self.batch_size, 2)
         if isinstance(model, R2TNetForContrastivePretraining):
             assert output.loss.ndim == 0
+
+    def expected_attention_shapes(self, model, inputs):
+        return [(self.batch_size, 4, NUM_FRAMES // 4, NUM_FRAMES // 4)] * 2  # the RoiTransformer backbone's
 
 
 def test_default_signature_is_2048_d_and_unit_norm():

@@ -36,6 +36,10 @@ class TestRoiTransformerModel(ModelTesterMixin):
         assert output.pooler_output.shape == (self.batch_size, 32)
         assert output.token_mask.shape == (self.batch_size, tokens)
 
+    def expected_attention_shapes(self, model, inputs):
+        tokens = NUM_FRAMES // model.config.patch_size
+        return [(self.batch_size, 4, tokens, tokens)] * 2
+
 
 class TestFactorisedRoiTransformer(TestRoiTransformerModel):
     """The same suite with the factorised (spatial basis) input projection."""

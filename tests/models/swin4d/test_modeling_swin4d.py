@@ -31,6 +31,10 @@ class TestSwin4DModel(ModelTesterMixin):
         assert output.pooler_output.shape == (self.batch_size, 32)
         assert output.token_mask.all()
 
+    def expected_attention_shapes(self, model, inputs):
+        # stage 0: 4×4×4×6 tokens in 24 windows of 2×2×2×2; stage 1 (global): all 2×2×2×6 tokens in one window
+        return [(self.batch_size * 24, 2, 16, 16)] * 2 + [(self.batch_size, 4, 48, 48)] * 2
+
 
 def swift_config(**overrides):
     """A tiny SwiFT computation (`Swin4DConfig.from_swift`): learned positions, last stage full over space in windows
@@ -59,6 +63,20 @@ class TestSwin4DModelSwiFTOptions(ModelTesterMixin):
     def check_output_shapes(self, model, output, inputs):
         assert output.last_hidden_state.shape == (self.batch_size, 2 * 2 * 2 * FRAMES, 16)  # no time padding left
         assert output.token_mask.all()
+
+    def expected_attention_shapes(self, model, inputs):
+        # SwiFT pads each block's windows: stage 0, 4×4×4×6 tokens padded to 4×4×4×8, 16 windows of 2×2×2×4;
+        # stage 1, 2×2×2×6 padded to 2×2×2×8, 2 windows of all space × 4 frames
+        return [(self.batch_size * 16, 2, 32, 32)] * 2 + [(self.batch_size * 2, 2, 32, 32)] * 2
+
+    def test_batching_equivalence(self):
+        """SwiFT attends to window padding (reproduced for parity, see `modeling_swin4d`): a scan alone equals its
+        row in a batch where padding to the batch's length leaves its windows as they were (1 frame beside 6), and
+        not where it changes them (4 frames beside 6: windows of 4 frames over a grid padded to 8)."""
+        unchanged = self.batching_differences(Swin4DModel, [1, FRAMES, FRAMES])
+        assert max(unchanged) <= 1e-5, unchanged
+        changed = self.batching_differences(Swin4DModel, [4, FRAMES, FRAMES])
+        assert changed[0] > 1e-6 and max(changed[1:]) <= 1e-5, changed
 
 
 def test_swift_options():

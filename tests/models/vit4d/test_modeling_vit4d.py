@@ -24,6 +24,10 @@ class TestVit4DModel(ModelTesterMixin):
         assert output.pooler_output.shape == (self.batch_size, 32)
         assert output.token_mask.shape == (self.batch_size, tokens)
 
+    def expected_attention_shapes(self, model, inputs):
+        tokens = 2 * 2 * 2 * (FRAMES // 2) + (model.config.pooling == "cls")
+        return [(self.batch_size, 4, tokens, tokens)] * 2
+
 
 class TestVit4DWithClsPool(TestVit4DModel):
     def get_config(self):
