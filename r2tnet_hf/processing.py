@@ -185,32 +185,20 @@ class FmriProcessor(FeatureExtractionMixin):
             `BatchFeature` with `fmri_values`, `attention_mask` (1 = real frame), `repetition_time`, and `scan_index`
             when `all_windows=True`.
         """
-        scans = list(fmri) if isinstance(fmri, (list, tuple)) else [fmri]
-        if not scans:
-            raise FmriInputError.for_source(None, expected="at least one scan", found="an empty list")
-        trs = list(repetition_time) if isinstance(repetition_time, (list, tuple)) else [repetition_time] * len(scans)
-        if len(trs) != len(scans):
-            raise FmriInputError.for_source(
-                None, expected=f"one repetition_time per scan ({len(scans)})", found=f"{len(trs)} values"
-            )
+        scans, trs = _scans_and_repetition_times(fmri, repetition_time)
         crop = crop or self.crop
         if crop not in CROP_STRATEGIES:
             raise ValueError(f"crop must be one of {CROP_STRATEGIES}, got {crop!r}")
         if atlas is not None and self.atlas is not None and atlas != self.atlas:
             raise FmriInputError.for_source(None, expected=f"atlas {self.atlas!r}", found=f"atlas {atlas!r}")
         generator = generator if generator is not None else np.random.default_rng()
-
         rows, row_trs, scan_index = [], [], []
         for index, (scan, tr) in enumerate(zip(scans, trs)):
             series = self.prepare(scan, tr, roi_labels=roi_labels, header=header)
-            if all_windows and self.window_length is not None:
-                windows = self.sliding_windows(series.data)
-            else:
-                windows = [self.crop_window(series.data, crop, generator)]
-            for window in windows:
-                rows.append(window)
-                row_trs.append(series.repetition_time)
-                scan_index.append(index)
+            windows = self._windows(series.data, all_windows, crop, generator)
+            rows += windows
+            row_trs += [series.repetition_time] * len(windows)
+            scan_index += [index] * len(windows)
         values, mask = self.pad(rows)
         data = {
             "fmri_values": values,
@@ -220,6 +208,13 @@ class FmriProcessor(FeatureExtractionMixin):
         if all_windows:
             data["scan_index"] = np.asarray(scan_index, dtype=np.int64)
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _windows(self, data: np.ndarray, all_windows: bool, crop: str, generator: np.random.Generator) -> list:
+        """The windows `__call__` takes from one prepared scan: every consecutive window with `all_windows` (and a
+        `window_length`), else one cropped window."""
+        if all_windows and self.window_length is not None:
+            return self.sliding_windows(data)
+        return [self.crop_window(data, crop, generator)]
 
     def prepare(
         self,
@@ -493,6 +488,19 @@ def _cached_atlas(path: str):
             hint="pass the atlas with --atlas FILE",
         ) from None  # fmt: skip
     return _read_atlas_once(path, stat.st_size, stat.st_mtime_ns)
+
+
+def _scans_and_repetition_times(fmri, repetition_time) -> tuple[list, list]:
+    """`FmriProcessor.__call__`'s scans as a list, and one repetition time per scan."""
+    scans = list(fmri) if isinstance(fmri, (list, tuple)) else [fmri]
+    if not scans:
+        raise FmriInputError.for_source(None, expected="at least one scan", found="an empty list")
+    trs = list(repetition_time) if isinstance(repetition_time, (list, tuple)) else [repetition_time] * len(scans)
+    if len(trs) != len(scans):
+        raise FmriInputError.for_source(
+            None, expected=f"one repetition_time per scan ({len(scans)})", found=f"{len(trs)} values"
+        )
+    return scans, trs
 
 
 __all__ = ["FmriInputError", "FmriProcessor"]

@@ -65,17 +65,24 @@ _NEEDED = {
     "first_window_size": "first_window_size",
     "global_attention_last_stage": "last_layer_full_MSA",
 }
+# SwiFT's name → ours, of the parts of a block `layers.{i}.blocks.{j}` (each with a weight and a bias)
+_BLOCK_PARTS = {
+    "norm1": "attention_norm",
+    "attn.proj": "attention.output",
+    "norm2": "mlp_norm",
+    "mlp.linear1": "mlp.fc1",
+    "mlp.linear2": "mlp.fc2",
+}
 _RENAMES = [
     (r"patch_embed\.fc\.(weight|bias)", r"embeddings.projection.\1"),
     (r"patch_embed\.norm\.(weight|bias)", r"embeddings.norm.\1"),
     (r"pos_embeds\.(\d+)\.pos_embed", r"stages.\1.position_embedding.spatial"),
     (r"pos_embeds\.(\d+)\.time_embed", r"stages.\1.position_embedding.temporal"),
-    (r"layers\.(\d+)\.blocks\.(\d+)\.norm1\.(weight|bias)", r"stages.\1.blocks.\2.attention_norm.\3"),
     (r"layers\.(\d+)\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)\[(query|key_value)\]", r"stages.\1.blocks.\2.attention.\4.\3"),
-    (r"layers\.(\d+)\.blocks\.(\d+)\.attn\.proj\.(weight|bias)", r"stages.\1.blocks.\2.attention.output.\3"),
-    (r"layers\.(\d+)\.blocks\.(\d+)\.norm2\.(weight|bias)", r"stages.\1.blocks.\2.mlp_norm.\3"),
-    (r"layers\.(\d+)\.blocks\.(\d+)\.mlp\.linear1\.(weight|bias)", r"stages.\1.blocks.\2.mlp.fc1.\3"),
-    (r"layers\.(\d+)\.blocks\.(\d+)\.mlp\.linear2\.(weight|bias)", r"stages.\1.blocks.\2.mlp.fc2.\3"),
+    *(
+        (rf"layers\.(\d+)\.blocks\.(\d+)\.{re.escape(theirs)}\.(weight|bias)", rf"stages.\1.blocks.\2.{ours}.\3")
+        for theirs, ours in _BLOCK_PARTS.items()
+    ),
     (r"layers\.(\d+)\.downsample\.norm\.(weight|bias)", r"stages.\1.merging.norm.\2"),
     (r"layers\.(\d+)\.downsample\.reduction\.weight", r"stages.\1.merging.reduction.weight"),
 ]  # fmt: skip
@@ -124,6 +131,47 @@ def swift_arguments(checkpoint: ReferenceCheckpoint, **config_overrides) -> tupl
     """`(SwiFT constructor arguments, overrides in our names)` for `Swin4DConfig.from_swift`, from the shapes, the
     hyperparameters and `config_overrides`."""
     state, _ = model_tensors(checkpoint)
+    shapes = _shape_architecture(checkpoint, state)
+    hparams = checkpoint.hyper_parameters or {}
+    values = {key: _hparam(hparams, key) for key in hparams}
+    overrides = dict(config_overrides)
+    resolved = _unshaped_architecture(checkpoint, values, overrides, shapes["grid"], shapes["frames"])
+    patch_size = resolved["patch_size"]
+    channels, remainder = divmod(shapes["patch_features"], math.prod(patch_size))
+    if remainder or channels < 1:
+        _fail(
+            checkpoint,
+            f"patch_embed.fc.weight in_features a multiple of the patch volume {math.prod(patch_size)}",
+            f"{shapes['patch_features']}",
+        )
+    embed_dim = shapes["embed_dim"]
+    arguments = dict(
+        img_size=[g * p for g, p in zip(shapes["grid"], patch_size[:3])] + [shapes["frames"] * patch_size[3]],
+        in_chans=channels,
+        embed_dim=embed_dim,
+        window_size=[int(n) for n in resolved["window_size"]],
+        first_window_size=[int(n) for n in resolved["first_window_size"]],
+        patch_size=patch_size,
+        depths=shapes["depths"],
+        num_heads=[int(n) for n in resolved["num_heads"]],
+        mlp_ratio=shapes["hidden"] / embed_dim,
+        qkv_bias="layers.0.blocks.0.attn.qkv.bias" in state,
+        patch_norm="patch_embed.norm.weight" in state,
+        c_multiplier=shapes["multiplier"],
+        last_layer_full_MSA=bool(resolved["global_attention_last_stage"]),
+        drop_rate=float(values.get("attn_drop_rate") or 0.0),  # load_model passes attn_drop_rate for both
+        attn_drop_rate=float(values.get("attn_drop_rate") or 0.0),
+    )
+    _check_shaped_hyperparameters(checkpoint, values, arguments)
+    for name in _NEEDED:
+        overrides.pop(name, None)
+    return arguments, overrides
+
+
+def _shape_architecture(checkpoint: ReferenceCheckpoint, state: dict) -> dict:
+    """What the tensor shapes say: `embed_dim`, `patch_features` (the patch embedding's inputs), `depths`,
+    `multiplier` (`c_multiplier`), `hidden` (the MLP width), the token `grid` and the `frames` of the position tables.
+    """
     expected_keys = "a SwiFT SwinTransformer4D state dict (patch_embed.fc.weight, pos_embeds.0.pos_embed, layers.0.…)"
     if not all(key in state for key in ("patch_embed.fc.weight", "pos_embeds.0.pos_embed", "pos_embeds.0.time_embed")):
         _fail(checkpoint, expected_keys, f"keys such as {sorted(state)[:3]}")
@@ -146,14 +194,20 @@ def swift_arguments(checkpoint: ReferenceCheckpoint, **config_overrides) -> tupl
         _fail(checkpoint, f"stage features embed_dim × c_multiplier^i from embed_dim {embed_dim}", f"{dims}")
     if "layers.0.blocks.0.mlp.linear1.weight" not in state:
         _fail(checkpoint, expected_keys, "no layers.0.blocks.0.mlp.linear1.weight")
-    hidden = int(state["layers.0.blocks.0.mlp.linear1.weight"].shape[0])
-    table = state["pos_embeds.0.pos_embed"]
-    grid = [int(n) for n in table.shape[2:5]]
-    frames = int(state["pos_embeds.0.time_embed"].shape[-1])
+    return {
+        "embed_dim": embed_dim,
+        "patch_features": patch_features,
+        "depths": depths,
+        "multiplier": multiplier,
+        "hidden": int(state["layers.0.blocks.0.mlp.linear1.weight"].shape[0]),
+        "grid": [int(n) for n in state["pos_embeds.0.pos_embed"].shape[2:5]],
+        "frames": int(state["pos_embeds.0.time_embed"].shape[-1]),
+    }
 
-    hparams = checkpoint.hyper_parameters or {}
-    values = {key: _hparam(hparams, key) for key in hparams}
-    overrides = dict(config_overrides)
+
+def _unshaped_architecture(checkpoint: ReferenceCheckpoint, values: dict, overrides: dict, grid, frames) -> dict:
+    """What shapes cannot tell (`_NEEDED`, by our names), from `overrides` else the hyperparameters `values`; the
+    patch size may also come from `img_size` over the token grid and frames. Fails naming what is missing."""
     patch_size = overrides.get("patch_size") or values.get("patch_size")
     img_size = values.get("img_size")
     if patch_size is None and img_size is not None and len(img_size) == 4:
@@ -173,34 +227,14 @@ def swift_arguments(checkpoint: ReferenceCheckpoint, **config_overrides) -> tupl
             f"{', '.join(f'{name}=…' for name in missing)})",
             f"none for {', '.join(missing)}",
         )
-    patch_size = [int(n) for n in patch_size]
-    if len(patch_size) != 4:
-        _fail(checkpoint, "patch_size of 4 entries (H, W, D, T)", f"{patch_size}")
-    channels, remainder = divmod(patch_features, math.prod(patch_size))
-    if remainder or channels < 1:
-        _fail(
-            checkpoint,
-            f"patch_embed.fc.weight in_features a multiple of the patch volume {math.prod(patch_size)}",
-            f"{patch_features}",
-        )
-    arguments = dict(
-        img_size=[g * p for g, p in zip(grid, patch_size[:3])] + [frames * patch_size[3]],
-        in_chans=channels,
-        embed_dim=embed_dim,
-        window_size=[int(n) for n in resolved["window_size"]],
-        first_window_size=[int(n) for n in resolved["first_window_size"]],
-        patch_size=patch_size,
-        depths=depths,
-        num_heads=[int(n) for n in resolved["num_heads"]],
-        mlp_ratio=hidden / embed_dim,
-        qkv_bias="layers.0.blocks.0.attn.qkv.bias" in state,
-        patch_norm="patch_embed.norm.weight" in state,
-        c_multiplier=multiplier,
-        last_layer_full_MSA=bool(resolved["global_attention_last_stage"]),
-        drop_rate=float(values.get("attn_drop_rate") or 0.0),  # load_model passes attn_drop_rate for both
-        attn_drop_rate=float(values.get("attn_drop_rate") or 0.0),
-    )
-    # hyperparameters the shapes also give must agree with them
+    resolved["patch_size"] = [int(n) for n in patch_size]
+    if len(resolved["patch_size"]) != 4:
+        _fail(checkpoint, "patch_size of 4 entries (H, W, D, T)", f"{resolved['patch_size']}")
+    return resolved
+
+
+def _check_shaped_hyperparameters(checkpoint: ReferenceCheckpoint, values: dict, arguments: dict) -> None:
+    """Hyperparameters that the shapes also give must agree with them."""
     for name in ("img_size", "in_chans", "embed_dim", "depths", "c_multiplier"):
         stored = values.get(name)
         if stored is None:
@@ -211,9 +245,6 @@ def swift_arguments(checkpoint: ReferenceCheckpoint, **config_overrides) -> tupl
             agree = (list(stored) if isinstance(stored, (list, tuple)) else stored) == arguments[name]
         if not agree:
             _fail(checkpoint, f"hyperparameter {name} as the tensor shapes give it ({arguments[name]})", f"{stored}")
-    for name in _NEEDED:
-        overrides.pop(name, None)
-    return arguments, overrides
 
 
 def config_from_checkpoint(checkpoint: ReferenceCheckpoint, **config_overrides) -> Swin4DConfig:

@@ -279,38 +279,11 @@ def convert(
     out_dir = Path(out_dir)
     atlas = read_atlas(options.atlas) if options.atlas else None
     fingerprint = _input_fingerprint(manifest, options)
-    final = out_dir / "manifest.json"
     state_dir = out_dir / STATE_DIR
-
-    if out_dir.exists() and any(out_dir.iterdir()) and not final.exists() and not state_dir.exists():
-        raise FmriInputError.for_source(
-            out_dir, expected="an empty folder or a previous convert output", found="other files"
-        )
-    _remove_orphaned_temporaries(out_dir)
-    if final.exists():
-        done = json.loads(final.read_text())
-        if done.get("fingerprint") == fingerprint:
-            return ConvertResult(out_dir, done["shards"], done["rows"], done["scans"], done["skipped"], up_to_date=True)
-    journal = None
-    if (state_dir / "journal.json").exists():
-        journal = json.loads((state_dir / "journal.json").read_text())
-        intact = journal.get("fingerprint") == fingerprint and all(
-            (out_dir / s["file"]).is_file() and sha256_file(out_dir / s["file"]) == s["sha256"]
-            for s in journal["shards"]
-        )
-        if not intact:
-            journal = None
-    if journal is None:
-        _remove_outputs(out_dir)
-        journal = {
-            "fingerprint": fingerprint,
-            "next_scan": 0,
-            "shards": [],
-            "skipped": [],
-            "rows": 0,
-            "processor": None,
-        }
-    state_dir.mkdir(parents=True, exist_ok=True)
+    previous = _previous_result(out_dir, fingerprint)
+    if previous is not None:
+        return previous
+    journal = _resumed_journal(out_dir, fingerprint)
 
     phenotype_types = _phenotype_types(manifest)
     processor = FmriProcessor.from_dict(journal["processor"]) if journal["processor"] else None
@@ -334,15 +307,7 @@ def convert(
                 reason = expected_failure_line(error)
                 if reason is None or not options.skip_bad:
                     raise
-                pending_skipped.append(
-                    {
-                        "scan_index": record.index,
-                        "subject": record.subject,
-                        "session": record.session,
-                        "path": record.path,
-                        "reason": reason,
-                    }
-                )
+                pending_skipped.append(_skipped_entry(record, reason))
                 continue
             for row in _scan_rows(series, record, phenotype_types, options):
                 writer.add(row)
@@ -358,23 +323,84 @@ def convert(
         raise FmriInputError.for_source(manifest.source, expected="at least one readable scan", found="none")
 
     result = ConvertResult(out_dir, journal["shards"], journal["rows"], len(records) - len(skipped), skipped)
-    processor.save_pretrained(out_dir)
-    atomic_write_text(out_dir / "README.md", dataset_card(result, manifest, processor, options, phenotype_types))
+    _write_dataset(result, fingerprint, manifest, processor, options, phenotype_types)
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return result
+
+
+def _previous_result(out_dir: Path, fingerprint: str) -> ConvertResult | None:
+    """The result of a finished convert in `out_dir` of the same inputs and options (nothing to do), else `None`.
+
+    Refuses a folder that holds other files than a convert output; removes the temporaries of an interrupted run.
+    """
+    final, state_dir = out_dir / "manifest.json", out_dir / STATE_DIR
+    if out_dir.exists() and any(out_dir.iterdir()) and not final.exists() and not state_dir.exists():
+        raise FmriInputError.for_source(
+            out_dir, expected="an empty folder or a previous convert output", found="other files"
+        )
+    _remove_orphaned_temporaries(out_dir)
+    if final.exists():
+        done = json.loads(final.read_text())
+        if done.get("fingerprint") == fingerprint:
+            return ConvertResult(out_dir, done["shards"], done["rows"], done["scans"], done["skipped"], up_to_date=True)
+    return None
+
+
+def _resumed_journal(out_dir: Path, fingerprint: str) -> dict:
+    """The journal of an interrupted convert of the same inputs whose shards are intact; else a new one, after the
+    previous outputs are removed. Either way the state folder exists afterwards."""
+    path = out_dir / STATE_DIR / "journal.json"
+    journal = json.loads(path.read_text()) if path.exists() else None
+    if journal is not None:
+        intact = journal.get("fingerprint") == fingerprint and all(
+            (out_dir / s["file"]).is_file() and sha256_file(out_dir / s["file"]) == s["sha256"]
+            for s in journal["shards"]
+        )
+        journal = journal if intact else None
+    if journal is None:
+        _remove_outputs(out_dir)
+        journal = {
+            "fingerprint": fingerprint,
+            "next_scan": 0,
+            "shards": [],
+            "skipped": [],
+            "rows": 0,
+            "processor": None,
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return journal
+
+
+def _skipped_entry(record: ScanRecord, reason: str) -> dict:
+    """How `manifest.json` lists a scan that `--skip-bad` left out."""
+    return {
+        "scan_index": record.index,
+        "subject": record.subject,
+        "session": record.session,
+        "path": record.path,
+        "reason": reason,
+    }
+
+
+def _write_dataset(result: ConvertResult, fingerprint: str, manifest: Manifest, processor, options, phenotype_types):
+    """Write what makes the shards a dataset: the processor, the dataset card and `manifest.json` (last: its presence
+    says the convert finished)."""
+    processor.save_pretrained(result.out_dir)
+    card = dataset_card(result, manifest, processor, options, phenotype_types)
+    atomic_write_text(result.out_dir / "README.md", card)
     summary = {
         "format": FORMAT,
         "fingerprint": fingerprint,
         "shards": result.shards,
         "rows": result.rows,
         "scans": result.scans,
-        "skipped": skipped,
-        "subjects": len({r.subject for r in records}),
+        "skipped": result.skipped,
+        "subjects": len({r.subject for r in manifest.records}),
         "phenotypes": phenotype_types,
         "options": options.to_dict(),
         "source_manifest": str(manifest.source),
     }
-    atomic_write_text(final, json.dumps(summary, indent=2) + "\n")
-    shutil.rmtree(state_dir, ignore_errors=True)
-    return result
+    atomic_write_text(result.out_dir / "manifest.json", json.dumps(summary, indent=2) + "\n")
 
 
 def _commit_shard(writer, journal, state_dir, next_scan, skipped, pending_skipped, processor) -> None:

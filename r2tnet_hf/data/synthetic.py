@@ -91,6 +91,10 @@ def individual_differences(
     return own, raw_scores
 
 
+# How task scans differ from rest across people (module docstring): each a weight >= 0.
+TASK_SPREADS = ("task_amplitude_spread", "task_map_spread", "task_connectivity", "state_interaction")
+
+
 def make_synthetic_cohort(
     out_dir: str | os.PathLike,
     subjects: int = 16,
@@ -123,6 +127,40 @@ def make_synthetic_cohort(
     `roi_labels` names the columns (default `roi_000`, ...); giving another cohort's names puts both in one parcel
     order, so one model and processor read both.
     """
+    from tqdm.auto import tqdm
+
+    spreads = dict(zip(TASK_SPREADS, (task_amplitude_spread, task_map_spread, task_connectivity, state_interaction)))
+    labels = _checked_labels(subjects, sessions, rois, frames, modes, idiosyncratic, roi_labels, spreads)
+    out_dir = Path(out_dir)
+    generator = np.random.default_rng(seed)
+    shared, task_map, own, scores = _draw_people(generator, subjects, rois, modes, idiosyncratic)
+    # the task's variation across people, from a generator of its own so that the defaults leave cohorts unchanged
+    task_generator = np.random.default_rng([seed, 1])
+    task_change, amplitudes, maps = _draw_task_variation(task_generator, task_map, subjects, task_amplitude, spreads)
+    design = block_design(frames, repetition_time)
+    rho = float(np.exp(-repetition_time / correlation_time))
+
+    records = []
+    for s in tqdm(range(subjects), desc="synthetic cohort", unit="subject", disable=not progress):
+        subject = f"sub-{s + 1:03d}"
+        mixing = shared + subject_strength * own[s] / np.sqrt(rois)
+        interaction = state_interaction * task_generator.standard_normal((rois, rois)) / np.sqrt(rois)
+        task_state = (mixing + task_change + interaction, amplitudes[s] * np.outer(maps[s], design))
+        for session, modality, task_name in _scans(sessions, task):
+            state = task_state if modality == "task" else (mixing, None)
+            series = _draw_scan(generator, *state, rho, noise, frames)
+            relative = _write_scan(out_dir, subject, session, task_name, labels, series)
+            phenotypes = {"score": f"{scores[s]:.6f}"} if phenotype else {}
+            records.append(
+                ScanRecord(subject, session, modality, task_name, relative, repetition_time, phenotypes, len(records))
+            )
+    manifest = Manifest(records, ["score"] if phenotype else [], out_dir / "manifest.tsv")
+    write_manifest(manifest, out_dir / "manifest.tsv")
+    return manifest
+
+
+def _checked_labels(subjects, sessions, rois, frames, modes, idiosyncratic, roi_labels, spreads: dict) -> list[str]:
+    """The ROI names, once the cohort's settings are checked."""
     if subjects < 1 or sessions < 1 or rois < 2 or frames < 2:
         raise FmriInputError.for_source(
             "synthetic cohort",
@@ -133,68 +171,60 @@ def make_synthetic_cohort(
         raise FmriInputError.for_source("--modes", expected="none, or 1 or more", found=f"{modes}")
     if not 0.0 <= idiosyncratic <= 1.0:
         raise FmriInputError.for_source("--idiosyncratic", expected="a weight in [0, 1]", found=f"{idiosyncratic}")
-    out_dir = Path(out_dir)
-    generator = np.random.default_rng(seed)
-    shared = generator.standard_normal((rois, rois)) / np.sqrt(rois)
-    task_map = generator.standard_normal(rois)
-    readout = generator.standard_normal((rois, rois))
-    design = block_design(frames, repetition_time)
-    rho = float(np.exp(-repetition_time / correlation_time))
     labels = list(roi_labels) if roi_labels is not None else [f"roi_{i:03d}" for i in range(rois)]
     if len(labels) != rois:
         raise ValueError(f"roi_labels has {len(labels)} names for {rois} ROIs")
-    own, raw_scores = individual_differences(generator, subjects, rois, readout, modes, idiosyncratic)
-    scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() or 1.0) + 0.3 * generator.standard_normal(subjects)
-    spreads = {
-        "task_amplitude_spread": task_amplitude_spread,
-        "task_map_spread": task_map_spread,
-        "task_connectivity": task_connectivity,
-        "state_interaction": state_interaction,
-    }
     for name, value in spreads.items():
         if value < 0:
             raise FmriInputError.for_source(f"--{name.replace('_', '-')}", expected=">= 0", found=f"{value}")
-    # the task's variation across people, from a generator of its own so that the defaults leave cohorts unchanged
-    task_generator = np.random.default_rng([seed, 1])
-    task_change = task_connectivity * task_generator.standard_normal((rois, rois)) / np.sqrt(rois)
-    amplitudes = task_amplitude * np.exp(task_amplitude_spread * task_generator.standard_normal(subjects))
-    maps = task_map + task_map_spread * task_generator.standard_normal((subjects, rois))
+    return labels
+
+
+def _draw_people(generator: np.random.Generator, subjects: int, rois: int, modes: int | None, idiosyncratic: float):
+    """The shared mixing matrix, the task map, each subject's own connectivity `B_s` and their phenotype (standardised,
+    plus noise), drawn in this order."""
+    shared = generator.standard_normal((rois, rois)) / np.sqrt(rois)
+    task_map = generator.standard_normal(rois)
+    readout = generator.standard_normal((rois, rois))
+    own, raw_scores = individual_differences(generator, subjects, rois, readout, modes, idiosyncratic)
+    scores = (raw_scores - raw_scores.mean()) / (raw_scores.std() or 1.0) + 0.3 * generator.standard_normal(subjects)
+    return shared, task_map, own, scores
+
+
+def _draw_task_variation(task_generator, task_map: np.ndarray, subjects: int, task_amplitude: float, spreads: dict):
+    """The task's connectivity change shared by everyone, each subject's task amplitude and each subject's task map
+    (rescaled to the shared map's norm)."""
+    rois = len(task_map)
+    task_change = spreads["task_connectivity"] * task_generator.standard_normal((rois, rois)) / np.sqrt(rois)
+    amplitude_spread = spreads["task_amplitude_spread"]
+    amplitudes = task_amplitude * np.exp(amplitude_spread * task_generator.standard_normal(subjects))
+    maps = task_map + spreads["task_map_spread"] * task_generator.standard_normal((subjects, rois))
     maps *= np.linalg.norm(task_map) / np.linalg.norm(maps, axis=1, keepdims=True)
+    return task_change, amplitudes, maps
 
-    records = []
-    from tqdm.auto import tqdm
 
-    for s in tqdm(range(subjects), desc="synthetic cohort", unit="subject", disable=not progress):
-        subject = f"sub-{s + 1:03d}"
-        mixing = shared + subject_strength * own[s] / np.sqrt(rois)
-        interaction = state_interaction * task_generator.standard_normal((rois, rois)) / np.sqrt(rois)
-        for session_number in range(1, sessions + 1):
-            session = f"ses-{session_number}"
-            for modality, task_name in (("rest", "rest"), ("task", "blocks")) if task else (("rest", "rest"),):
-                if modality == "task":
-                    signal = (mixing + task_change + interaction) @ ar1(generator, rois, frames, rho)
-                    signal = signal + amplitudes[s] * np.outer(maps[s], design)
-                else:
-                    signal = mixing @ ar1(generator, rois, frames, rho)
-                series = signal + noise * generator.standard_normal((rois, frames))
-                relative = Path(subject) / session / "func" / f"{subject}_{session}_task-{task_name}_timeseries.tsv"
-                path = out_dir / relative
-                path.parent.mkdir(parents=True, exist_ok=True)
-                lines = ["\t".join(labels)] + ["\t".join(f"{v:.5f}" for v in frame) for frame in series.T]
-                path.write_text("\n".join(lines) + "\n")
-                phenotypes = {"score": f"{scores[s]:.6f}"} if phenotype else {}
-                records.append(
-                    ScanRecord(
-                        subject,
-                        session,
-                        modality,
-                        task_name,
-                        relative.as_posix(),
-                        repetition_time,
-                        phenotypes,
-                        len(records),
-                    )
-                )
-    manifest = Manifest(records, ["score"] if phenotype else [], out_dir / "manifest.tsv")
-    write_manifest(manifest, out_dir / "manifest.tsv")
-    return manifest
+def _scans(sessions: int, task: bool):
+    """A subject's scans in the order they are drawn: `(session, modality, task name)`."""
+    for number in range(1, sessions + 1):
+        for modality, task_name in (("rest", "rest"), ("task", "blocks")) if task else (("rest", "rest"),):
+            yield f"ses-{number}", modality, task_name
+
+
+def _draw_scan(generator, mixing: np.ndarray, response: np.ndarray | None, rho: float, noise: float, frames: int):
+    """One scan `(V, T)`: `mixing` times a fresh AR(1) latent, plus the task `response` if any, plus noise."""
+    rois = len(mixing)
+    signal = mixing @ ar1(generator, rois, frames, rho)
+    if response is not None:
+        signal = signal + response
+    return signal + noise * generator.standard_normal((rois, frames))
+
+
+def _write_scan(out_dir: Path, subject: str, session: str, task_name: str, labels: list[str], series) -> str:
+    """Write a `(V, T)` series as a TSV (a header of ROI names, one row per frame); returns its path in the
+    manifest."""
+    relative = Path(subject) / session / "func" / f"{subject}_{session}_task-{task_name}_timeseries.tsv"
+    path = out_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(labels)] + ["\t".join(f"{v:.5f}" for v in frame) for frame in series.T]
+    path.write_text("\n".join(lines) + "\n")
+    return relative.as_posix()

@@ -2,7 +2,8 @@
 metrics.
 
 The metric modules live in `r2tnet_hf/evaluation/metrics/<name>/<name>.py` (package data) and load by path, so they
-work offline (`HF_HUB_OFFLINE=1`): `load_metric("mae").compute(predictions=..., references=...)`.
+work offline (`HF_HUB_OFFLINE=1`): `load_metric("mae").compute(predictions=..., references=...)`. What they share
+is in `metric_support`, imported by its absolute name (`evaluate` copies only same-folder relative imports).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from .fingerprinting import (
     functional_connectivity,
     icc,
     identification,
-    identification_accuracy,
     pairwise_identification,
     plot_similarity,
     similarity_matrix,
@@ -65,7 +65,6 @@ __all__ = [
     "functional_connectivity",
     "icc",
     "identification",
-    "identification_accuracy",
     "load_metric",
     "metric_path",
     "pairwise_identification",

@@ -204,19 +204,54 @@ def run_fingerprint_evaluation(
         `frames_unused`), the full-length ICC(3,1) of model and raw FC, and what was scored (`subjects`, `pairing`,
         `sessions`, `unpaired`, `splits`, ...).
     """
-    from tqdm.auto import tqdm
-
     from ..data.splits import load_splits
-    from .baselines import baseline_identification, best_in_hindsight
 
+    segment_lengths = _checked_lengths(batch_size, segment_lengths)
+    manifest, scan_of = read_scans(manifest_path)
+    records, unpaired = select_records(manifest, pairing, sessions)
+    splits = load_splits(splits_path) if splits_path else None
+    needed, test_subjects = _needed_records(records, splits, splits_path, manifest_path, pairing)
+    encoder, processor, series = _encoder_and_series(model_dir, atlas, needed, scan_of, header, progress)
+    every = _scan_set(needed, series, pairing)
+    test = every.subset(test_subjects)
+    fitting = _fitting_scans(every, splits, splits_path) if splits else None
+    test_series = [s for s, r in zip(series, needed) if r.subject in test_subjects]
+    whole = encode_series(encoder, processor, test_series, batch_size, progress)
+    lengths, whole_baseline = _score_lengths(encoder, whole, test, segment_lengths, fitting, batch_size, progress)
+    report: dict = {"lengths": lengths}
+    _add_icc(report, whole, fc_features(test.series), test)
+    report.update(
+        model=str(model_dir),
+        manifest=str(manifest_path),
+        splits=None if splits_path is None else str(splits_path),
+        pairing=pairing,
+        sessions=sorted(set(test.sessions)),
+        subjects=len(test_subjects),
+        scans=len(test_series),
+        unpaired=unpaired,
+        signature_dim=int(whole.shape[1]),
+        fc_features=int(fc_features(test.series[:1]).shape[1]),
+    )
+    similarity_plots(whole, test, whole_baseline, Path(output_dir), pairing, held_out=splits is not None)
+    atomic_write_text(Path(output_dir) / "fingerprint.json", json.dumps(_json_ready(report), indent=2) + "\n")
+    return report
+
+
+def _checked_lengths(batch_size: int, segment_lengths) -> list[int]:
+    """The segment lengths to score, sorted and without repeats, once the batch size and they are checked."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     segment_lengths = sorted({int(length) for length in segment_lengths or ()})
     if any(length < 3 for length in segment_lengths):
         raise FmriInputError.for_source("--segment-length", expected="at least 3 frames", found=f"{segment_lengths}")
-    manifest, scan_of = read_scans(manifest_path)
-    records, unpaired = select_records(manifest, pairing, sessions)
-    splits = load_splits(splits_path) if splits_path else None
+    return segment_lengths
+
+
+def _needed_records(records, splits, splits_path, manifest_path, pairing: str) -> tuple[list, set[str]]:
+    """The records to read (the scored subjects', and with splits the fitting subjects' too) and the scored subjects.
+
+    Without splits every subject is scored; with them, the `test` subjects.
+    """
     scored = set(splits["test"]) if splits else {r.subject for r in records}
     if splits and not splits["test"]:
         raise FmriInputError.for_source(splits_path, expected="test subjects to score", found="an empty test split")
@@ -229,6 +264,27 @@ def run_fingerprint_evaluation(
             expected=f"at least 2 scored subjects with scans in two {pairing}s",
             found=f"{len(test_subjects)}",
         )
+    return needed, test_subjects
+
+
+def _fitting_scans(every: ScanSet, splits: dict, splits_path) -> tuple[ScanSet, ScanSet]:
+    """The `train` and `validation` scans that fit and choose the baselines."""
+    train, validation = every.subset(splits["train"]), every.subset(splits["validation"])
+    if len({*train.subjects}) < 2 or len({*validation.subjects}) < 1:
+        raise FmriInputError.for_source(
+            splits_path,
+            expected="train subjects (2 or more) and validation subjects with scans in the manifest to fit and choose "
+            "the baselines",
+            found=f"{len(set(train.subjects))} and {len(set(validation.subjects))}",
+        )
+    return train, validation
+
+
+def _encoder_and_series(model_dir, atlas, records, scan_of, header: str, progress: bool) -> tuple:
+    """The model, its processor (with `atlas` in place of the recorded one, if given) and every record's prepared
+    series."""
+    from tqdm.auto import tqdm
+
     encoder, processor = load_encoder(model_dir)
     if atlas is not None:
         from ..inference import checked_atlas_path
@@ -236,26 +292,16 @@ def run_fingerprint_evaluation(
         processor.atlas_file = checked_atlas_path(atlas)
     series = [
         processor.prepare(scan_of(record), record.repetition_time, header=header)
-        for record in tqdm(needed, desc="reading", disable=not progress, leave=False)
+        for record in tqdm(records, desc="reading", disable=not progress, leave=False)
     ]
-    every = _scan_set(needed, series, pairing)
-    test = every.subset(test_subjects)
-    train = every.subset(splits["train"]) if splits else None
-    validation = every.subset(splits["validation"]) if splits else None
-    if splits and (len({*train.subjects}) < 2 or len({*validation.subjects}) < 1):
-        raise FmriInputError.for_source(
-            splits_path,
-            expected="train subjects (2 or more) and validation subjects with scans in the manifest to fit and choose "
-            "the baselines",
-            found=f"{len(set(train.subjects))} and {len(set(validation.subjects))}",
-        )
-    test_records = [r for r in needed if r.subject in test_subjects]
-    test_series = [s for s, r in zip(series, needed) if r.subject in test_subjects]
-    whole = encode_series(encoder, processor, test_series, batch_size, progress)
-    report: dict = {"lengths": {}}
-    whole_baseline = None  # the strongest baseline fitted for whole scans, for the plot
+    return encoder, processor, series
+
+
+def _score_lengths(encoder, whole, test: ScanSet, segment_lengths, fitting, batch_size: int, progress: bool):
+    """Every scored length's report entry (`"full"`, then each segment length) and the strongest baseline fitted for
+    whole scans, for the plot (`None` without splits). `whole` holds the test scans' whole-scan signatures."""
+    lengths, whole_baseline = {}, None
     for length in [None, *segment_lengths]:
-        name = "full" if length is None else str(length)
         if length is None:
             signatures, rows = whole, test
         else:
@@ -265,40 +311,37 @@ def run_fingerprint_evaluation(
                     "--segment-length", expected=f"scans of at least {length} frames", found="shorter scans only"
                 )
             signatures = encode_scans(encoder, rows, batch_size=batch_size, progress=progress)
-        entry = {"model": _summary(pairwise_identification(signatures, rows.subjects, rows.sessions))}
-        entry["frames_unused"] = test.frames_unused(length)
-        if splits:
-            found = baseline_identification(train, validation, test, length)
-            selection = found["selection"]
-            entry["baselines"] = {key: _summary(value) for key, value in found["results"].items()}
-            entry["strongest"] = found["strongest"]
-            entry["description"] = selection.describe(found["strongest"])
-            entry["baseline_validation"] = selection.validation
-            entry["baseline_choices"] = selection.choices
-            entry["best_on_test"] = best_in_hindsight(entry["baselines"], entry["strongest"])
-            if length is None:
-                whole_baseline = (found["strongest"], selection.baselines[found["strongest"]])
-        else:
-            fc = fc_features(rows.series)
-            entry["baselines"] = {"raw": _summary(pairwise_identification(fc, rows.subjects, rows.sessions))}
-            entry["strongest"] = None
-        report["lengths"][name] = entry
-    _add_icc(report, whole, fc_features(test.series), test)
-    report.update(
-        model=str(model_dir),
-        manifest=str(manifest_path),
-        splits=None if splits_path is None else str(splits_path),
-        pairing=pairing,
-        sessions=sorted(set(test.sessions)),
-        subjects=len(test_subjects),
-        scans=len(test_records),
-        unpaired=unpaired,
-        signature_dim=int(whole.shape[1]),
-        fc_features=int(fc_features(test.series[:1]).shape[1]),
-    )
-    similarity_plots(whole, test, whole_baseline, Path(output_dir), pairing, held_out=splits is not None)
-    atomic_write_text(Path(output_dir) / "fingerprint.json", json.dumps(_json_ready(report), indent=2) + "\n")
-    return report
+        entry, strongest = _score_length(signatures, rows, test, length, fitting)
+        lengths["full" if length is None else str(length)] = entry
+        if length is None:
+            whole_baseline = strongest
+    return lengths, whole_baseline
+
+
+def _score_length(signatures, rows: ScanSet, test: ScanSet, length: int | None, fitting) -> tuple[dict, tuple | None]:
+    """One scored length (`None`: whole scans): the model's identification on `rows` beside the baselines'.
+
+    `fitting` is the `(train, validation)` scans, or `None` (no splits: raw FC only). Returns the report's entry and
+    the strongest baseline as `(name, fitted)` (`None` without splits).
+    """
+    from .baselines import baseline_identification, best_in_hindsight
+
+    entry = {"model": _summary(pairwise_identification(signatures, rows.subjects, rows.sessions))}
+    entry["frames_unused"] = test.frames_unused(length)
+    if fitting is None:
+        fc = fc_features(rows.series)
+        entry["baselines"] = {"raw": _summary(pairwise_identification(fc, rows.subjects, rows.sessions))}
+        entry["strongest"] = None
+        return entry, None
+    found = baseline_identification(*fitting, test, length)
+    selection, strongest = found["selection"], found["strongest"]
+    entry["baselines"] = {key: _summary(value) for key, value in found["results"].items()}
+    entry["strongest"] = strongest
+    entry["description"] = selection.describe(strongest)
+    entry["baseline_validation"] = selection.validation
+    entry["baseline_choices"] = selection.choices
+    entry["best_on_test"] = best_in_hindsight(entry["baselines"], strongest)
+    return entry, (strongest, selection.baselines[strongest])
 
 
 def _session_means(features: np.ndarray, scans: ScanSet, subjects: list[str], session: str) -> np.ndarray:

@@ -3,7 +3,6 @@
 - `functional_connectivity` / `fc_features`: the Finn et al. (2015) feature, the upper triangle of the Pearson
   correlation matrix between ROI time series, Fisher z-transformed.
 - `similarity_matrix`: Pearson correlation between every row of one side and every row of the other.
-- `identification_accuracy`: Rank-1 when row i of each side is subject i (kept for existing callers).
 - `identification`: Rank-1 in both directions and mean average precision, with subject labels per row (a subject may
   have several rows; rows of subjects missing from the other side are reported, not scored).
 - `ScanSet`, `pairwise_identification`: a cohort's scans with subject, session and state labels, cut into
@@ -71,21 +70,6 @@ def similarity_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"need two (rows, features) matrices with the same features, got {a.shape} and {b.shape}")
     return _standardise(a) @ _standardise(b).T
-
-
-def identification_accuracy(queries: np.ndarray, database: np.ndarray) -> float:
-    """Rank-1 identification: row i of `queries` and row i of `database` belong to the same subject.
-
-    Similarity is the Pearson correlation between feature vectors (for L2-normalised, centred vectors this is the
-    cosine). Returns the fraction of queries whose most similar database row is their own subject's.
-    """
-    queries, database = np.asarray(queries, dtype=np.float64), np.asarray(database, dtype=np.float64)
-    if queries.shape != database.shape or queries.ndim != 2:
-        raise ValueError(
-            f"queries and database must both be (subjects, features), got {queries.shape}, {database.shape}"
-        )
-    similarity = similarity_matrix(queries, database)
-    return float(np.mean(similarity.argmax(axis=1) == np.arange(len(queries))))
 
 
 def _one_direction(similarity: np.ndarray, query_subjects: np.ndarray, database_subjects: np.ndarray) -> dict:

@@ -115,24 +115,23 @@ class HeldOutCohort:
     notes: list = field(default_factory=list)
 
 
-def read_yaml(path: Path) -> dict:
+def _read_mapping(path: Path, parse, error: type[Exception], kind: str) -> dict:
+    """`parse` of a file's text when it is a mapping; `{}` when the file is missing or holds something else."""
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise FmriInputError.for_source(path, expected="valid YAML", found=f"a parse error ({error})") from error
+        data = parse(path.read_text(encoding="utf-8"))
+    except error as caught:
+        raise FmriInputError.for_source(path, expected=f"valid {kind}", found=f"a parse error ({caught})") from caught
     return data if isinstance(data, dict) else {}
+
+
+def read_yaml(path: Path) -> dict:
+    return _read_mapping(path, yaml.safe_load, yaml.YAMLError, "YAML")
 
 
 def read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise FmriInputError.for_source(path, expected="valid JSON", found=f"a parse error ({error})") from error
-    return data if isinstance(data, dict) else {}
+    return _read_mapping(path, json.loads, json.JSONDecodeError, "JSON")
 
 
 def read_splits(path: Path) -> dict:
@@ -538,18 +537,57 @@ def build_model_card(
     run = run or RunRecord()
     training_data = training_data or TrainingData.from_run(run)
     finetune = _is_finetune(model, run)
+    metrics = recorded_metrics(run)
+    card_data = _card_data(model, run, repo_id, license, finetune, metrics)
+    summary, intended_use = _summary_and_use(model, run, finetune)
+    results = [
+        (split, f"FC baseline {metric}" if baseline else metric, _format(value))
+        for split, metric, value, baseline in metrics
+    ]
+    return ModelCard.from_template(
+        card_data,
+        template_str=template_text(),
+        title=_model_name(model, repo_id),
+        summary=summary,
+        base_model=card_data.base_model,
+        auto_class="AutoModel",
+        load_note=_load_note(model),
+        repo_id=repo_id or "path/to/model",
+        cli_command="predict" if finetune else "signatures",
+        cli_output="predictions.csv" if finetune else "signatures.parquet",
+        architecture=_architecture_rows(model),
+        preprocessing=_preprocessing_rows(processor),
+        order_check=_order_check(processor),
+        training_data=_training_data_rows(training_data),
+        training=_training_rows(run),
+        selection=_selection(run),
+        headline=None if held_out else _headline(run),
+        held_out=[_held_out_section(cohort) for cohort in held_out],
+        evaluation_note=_evaluation_note(run, metrics, held_out),
+        results=results,
+        intended_use=intended_use,
+        expected_input=_expected_input(processor),
+        citations=CITATIONS,
+    )
+
+
+def _model_name(model, repo_id: str | None) -> str:
+    """The card's title: the repo's name, else the model's class."""
+    return (repo_id or "").split("/")[-1] or f"{type(model).__name__}"
+
+
+def _card_data(model, run: RunRecord, repo_id, license, finetune: bool, metrics: list) -> ModelCardData:
+    """The card's metadata: library, license, tags, dataset, base model, pipeline and the `model-index` results (when
+    the run names its dataset and recorded metrics)."""
     model_type = model.config.model_type
     backbone_type = _backbone_type(model)
     dataset = _dataset(run)
     base_model = run.config.get("base_model") if finetune else None
     tags = ["fmri", "neuroscience", model_type, *([backbone_type] if backbone_type else [])]
     tags.append("phenotype-prediction" if finetune else "brain-signature")
-    model_name = (repo_id or "").split("/")[-1] or f"{type(model).__name__}"
-
-    task_type = _task_type(model, finetune)
-    metrics = recorded_metrics(run)
     eval_results = None
     if dataset and metrics:
+        task_type = _task_type(model, finetune)
         eval_results = [
             EvalResult(
                 task_type=task_type,
@@ -562,25 +600,29 @@ def build_model_card(
             )
             for split, metric, value, baseline in metrics
         ]
-    card_data = ModelCardData(
+    return ModelCardData(
         library_name=LIBRARY_NAME,
         license=license or run.config.get("license") or DEFAULT_LICENSE,
         tags=tags,
         datasets=[dataset] if dataset else None,
         base_model=str(base_model) if base_model else None,
         pipeline_tag="feature-extraction" if not finetune else None,
-        model_name=model_name if eval_results else None,
+        model_name=_model_name(model, repo_id) if eval_results else None,
         eval_results=eval_results,
     )
 
+
+def _summary_and_use(model, run: RunRecord, finetune: bool) -> tuple[str, str]:
+    """The card's opening paragraph (what the model does, and the run's `description`) and its intended use."""
+    backbone_type = _backbone_type(model)
     backbone_text = f" on a `{backbone_type}` backbone" if backbone_type else ""
+    signature_dim = getattr(model.config, "signature_dim", 2048)
     if finetune:
         target = run.config.get("target")
         what = f"predicts `{target}`" if target else "predicts phenotypes"
         summary = (
             f"An R2T-Net phenotype model{backbone_text}: it {what} from resting-state fMRI, with a "
-            f"{model.config.problem_type or 'regression/classification'} head on the "
-            f"{getattr(model.config, 'signature_dim', 2048)}-d brain signature."
+            f"{model.config.problem_type or 'regression/classification'} head on the {signature_dim}-d brain signature."
         )
         intended_use = (
             "Research on brain–phenotype associations from resting-state fMRI in cohorts like the training data. "
@@ -589,9 +631,8 @@ def build_model_card(
     else:
         together = POSITIVES_TEXT.get(run.config.get("positives"), POSITIVES_TEXT["cross_modality"])
         summary = (
-            f"An R2T-Net encoder{backbone_text}: it maps a scan to an L2-normalised "
-            f"{getattr(model.config, 'signature_dim', 2048)}-d brain signature. R2T-Net trains it with NT-Xent so that "
-            f"{together} land together."
+            f"An R2T-Net encoder{backbone_text}: it maps a scan to an L2-normalised {signature_dim}-d brain "
+            f"signature. R2T-Net trains it with NT-Xent so that {together} land together."
         )
         intended_use = (
             "Research: subject fingerprinting, and frozen features for downstream phenotype models "
@@ -599,51 +640,26 @@ def build_model_card(
         )
     if run.config.get("description"):
         summary += f"\n\n{run.config['description']}"
-    selection = None
-    if run.eval_results.get("metric"):
-        direction = "higher" if run.eval_results.get("greater_is_better", True) else "lower"
-        step = run.eval_results.get("step")
-        selection = (
-            f"Checkpoint selected by `{run.eval_results['metric']}` ({direction} is better)"
-            + (f" at step {step}" if step is not None else "")
-            + "."
-        )
-    results = [
-        (split, f"FC baseline {metric}" if baseline else metric, _format(value))
-        for split, metric, value, baseline in metrics
-    ]
-    headline = None if held_out else _headline(run)
-    auto_class = "AutoModel"
-    load_note = None
-    if _is_head(model):
-        load_note = (
-            "`AutoModel` gives the encoder (`R2TNetModel`) of this checkpoint; for the phenotype head use "
-            "`r2tnet_hf.R2TNetForPhenotypePrediction.from_pretrained(...)` or `r2tnet_hf.hub.load_model(...)`."
-        )
-    return ModelCard.from_template(
-        card_data,
-        template_str=template_text(),
-        title=model_name,
-        summary=summary,
-        base_model=card_data.base_model,
-        auto_class=auto_class,
-        load_note=load_note,
-        repo_id=repo_id or "path/to/model",
-        cli_command="predict" if finetune else "signatures",
-        cli_output="predictions.csv" if finetune else "signatures.parquet",
-        architecture=_architecture_rows(model),
-        preprocessing=_preprocessing_rows(processor),
-        order_check=_order_check(processor),
-        training_data=_training_data_rows(training_data),
-        training=_training_rows(run),
-        selection=selection,
-        headline=headline,
-        held_out=[_held_out_section(cohort) for cohort in held_out],
-        evaluation_note=_evaluation_note(run, metrics, held_out),
-        results=results,
-        intended_use=intended_use,
-        expected_input=_expected_input(processor),
-        citations=CITATIONS,
+    return summary, intended_use
+
+
+def _selection(run: RunRecord) -> str | None:
+    """How the checkpoint was chosen, when the run recorded it."""
+    if not run.eval_results.get("metric"):
+        return None
+    direction = "higher" if run.eval_results.get("greater_is_better", True) else "lower"
+    step = run.eval_results.get("step")
+    at_step = f" at step {step}" if step is not None else ""
+    return f"Checkpoint selected by `{run.eval_results['metric']}` ({direction} is better){at_step}."
+
+
+def _load_note(model) -> str | None:
+    """What `AutoModel` gives for a model with a head (the encoder), and how to load the head."""
+    if not _is_head(model):
+        return None
+    return (
+        "`AutoModel` gives the encoder (`R2TNetModel`) of this checkpoint; for the phenotype head use "
+        "`r2tnet_hf.R2TNetForPhenotypePrediction.from_pretrained(...)` or `r2tnet_hf.hub.load_model(...)`."
     )
 
 

@@ -340,7 +340,7 @@ def test_splits_are_by_subject_grouped_and_deterministic(synthetic_cohort, tmp_p
 def test_synthetic_cohort_structure(synthetic_cohort):
     """Each subject's FC is its own (split-session identification), and task scans carry the block response."""
     from r2tnet_hf.data.synthetic import block_design
-    from r2tnet_hf.evaluation.fingerprinting import functional_connectivity, identification_accuracy
+    from r2tnet_hf.evaluation.fingerprinting import functional_connectivity, identification
 
     manifest = read_manifest(synthetic_cohort / "manifest.tsv")
 
@@ -351,7 +351,7 @@ def test_synthetic_cohort_structure(synthetic_cohort):
     subjects = sorted({s for s, _ in rest})
     first = np.stack([functional_connectivity(rest[(s, "ses-1")]) for s in subjects])
     second = np.stack([functional_connectivity(rest[(s, "ses-2")]) for s in subjects])
-    assert identification_accuracy(first, second) == 1.0
+    assert identification(first, second, subjects, subjects)["rank1_a2b"] == 1.0
     design = block_design(96, 0.8)
     task = [load(r) for r in manifest.records if r.modality == "task"]
 

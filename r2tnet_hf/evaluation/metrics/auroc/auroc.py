@@ -11,6 +11,8 @@ import evaluate
 import numpy as np
 from scipy.stats import rankdata
 
+from r2tnet_hf.evaluation.metric_support import metric_info
+
 _DESCRIPTION = "ROC AUC: binary, or one-vs-rest macro average for multi-class scores."
 _KWARGS_DESCRIPTION = """
 Args:
@@ -32,22 +34,10 @@ def binary_auroc(scores, positives):
 
 class Auroc(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=[
-                datasets.Features(
-                    {"prediction_scores": datasets.Value("float64"), "references": datasets.Value("int64")}
-                ),
-                datasets.Features(
-                    {
-                        "prediction_scores": datasets.Sequence(datasets.Value("float64")),
-                        "references": datasets.Value("int64"),
-                    }
-                ),
-            ],
-        )
+        score, label = datasets.Value("float64"), datasets.Value("int64")
+        binary = {"prediction_scores": score, "references": label}
+        multi_class = {"prediction_scores": datasets.Sequence(score), "references": label}
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, [binary, multi_class])
 
     def _compute(self, prediction_scores, references):
         scores, references = np.asarray(prediction_scores, dtype=np.float64), np.asarray(references)

@@ -9,6 +9,8 @@ import datasets
 import evaluate
 import numpy as np
 
+from r2tnet_hf.evaluation.metric_support import metric_info
+
 _DESCRIPTION = "Mean per-class recall over the classes present in the references (chance = 1 / number of classes)."
 _KWARGS_DESCRIPTION = """
 Args:
@@ -21,12 +23,8 @@ Returns:
 
 class BalancedAccuracy(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
-        )
+        label = datasets.Value("int64")
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, {"predictions": label, "references": label})
 
     def _compute(self, predictions, references):
         predictions, references = np.asarray(predictions), np.asarray(references)

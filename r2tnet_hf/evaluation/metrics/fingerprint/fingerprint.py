@@ -9,6 +9,7 @@ import datasets
 import evaluate
 
 from r2tnet_hf.evaluation.fingerprinting import identification
+from r2tnet_hf.evaluation.metric_support import metric_info
 
 _DESCRIPTION = "Rank-1 identification in both directions and mAP between two sets of brain signatures."
 _KWARGS_DESCRIPTION = """
@@ -25,17 +26,8 @@ Returns:
 
 class Fingerprint(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Value("float32")),
-                    "references": datasets.Sequence(datasets.Value("float32")),
-                }
-            ),
-        )
+        signature = datasets.Sequence(datasets.Value("float32"))
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, {"predictions": signature, "references": signature})
 
     def _compute(self, predictions, references, query_subjects=None, database_subjects=None):
         query_subjects = list(range(len(predictions))) if query_subjects is None else list(query_subjects)
