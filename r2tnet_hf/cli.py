@@ -12,8 +12,6 @@ Bad input (`FmriInputError`) and every other expected failure (I/O, decoding, a 
 and never a half-written output folder. Anything else is a bug and keeps its traceback.
 """
 
-from __future__ import annotations
-
 import argparse
 import contextlib
 import dataclasses

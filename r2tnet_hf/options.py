@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import functools
 import types
 import typing
 
@@ -53,11 +53,16 @@ def option(
 
 def field_type(cls: type, f: dataclasses.Field) -> tuple[typing.Any, bool]:
     """The type of field `f` of `cls` without None, and whether None is allowed: `int | None` → `(int, True)`."""
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = _type_hints(cls)[f.name]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
         return next(a for a in args if a is not type(None)), type(None) in args
     return hint, False
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)  # the annotations are strings (`from __future__ import annotations`)
 
 
 def field_default(f: dataclasses.Field):
@@ -68,6 +73,8 @@ def field_default(f: dataclasses.Field):
 def _with_default(text: str, default, show_none: bool) -> str:
     if "default:" in text or default is dataclasses.MISSING or (default is None and not show_none):
         return text
+    import json
+
     shown = json.dumps(default) if isinstance(default, (dict, list)) else str(default)
     return f"{text} (default: {shown.replace('%', '%%')})"
 
@@ -149,6 +156,8 @@ def _as_kind(kind, value):
             return value if isinstance(value, bool) else word in TRUE_WORDS
         raise ValueError(value)
     if origin is dict:
+        import json
+
         value = json.loads(value) if isinstance(value, str) else value
         if not isinstance(value, dict):
             raise ValueError(value)
