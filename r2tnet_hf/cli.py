@@ -27,8 +27,6 @@ from .errors import FmriInputError, expected_failure_line
 from .options import add_options, option, options_from
 from .utils import OneLineArgumentParser, current_umask
 
-# ruff: noqa: RUF009 - option() returns a dataclasses.Field, as field() does
-
 
 def _prepare_output_dir(output: Path, marker: str) -> Path:
     """A fresh temporary folder beside `output`; refuses to later replace a folder the command did not write."""

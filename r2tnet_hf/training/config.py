@@ -18,8 +18,6 @@ from ..errors import FmriInputError
 from ..options import add_options, option, parse_value
 from ..utils import OneLineArgumentParser, atomic_write_text
 
-# ruff: noqa: RUF009 - option() returns a dataclasses.Field, as field() does
-
 TASKS = ("pretrain", "finetune")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
