@@ -295,14 +295,16 @@ def prepare(setup: RunSetup, recipe: Recipe) -> tuple[list, object, object]:
 
 
 def _endless(batches: Iterable[dict]) -> Iterator[dict]:
-    """The recipe's batches, pass after pass. A pass with no batch at all (no training rows for this process) is an
-    error, not an endless wait."""
+    """The recipe's batches, pass after pass. Two passes in a row with no batch at all (no training rows for this
+    process) are an error, not an endless wait; one may be empty, the rest of an epoch a resumed run stopped at the
+    end of."""
+    empty = 0
     while True:
-        empty = True
+        empty += 1
         for batch in batches:
-            empty = False
+            empty = 0
             yield batch
-        if empty:
+        if empty == 2:
             raise FmriInputError.for_source(
                 "the training split", expected="at least one training batch per pass on every process",
                 found="none", hint="check --modality, the splits and the number of processes against the data",

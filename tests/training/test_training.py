@@ -325,3 +325,12 @@ def test_a_pass_with_no_training_batch_is_an_error_not_an_endless_wait():
     ]
     with pytest.raises(FmriInputError, match="at least one training batch per pass"):
         next(_endless([]))
+
+    class ResumedAtTheEndOfAnEpoch:  # the first pass is the (empty) rest of the epoch, then whole epochs
+        passes = 0
+
+        def __iter__(self):
+            self.passes += 1
+            return iter([] if self.passes == 1 else [{"b": self.passes}])
+
+    assert next(_endless(ResumedAtTheEndOfAnEpoch())) == {"b": 2}
