@@ -117,6 +117,8 @@ class _Filled(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         ring = BufferRing(self.slots) if self.slots else None
         for _ in range(self.batches // (info.num_workers if info else 1)):
+            if ring:
+                ring.next_batch()
             batch = ring.take(self.shape, np.float16) if ring else _batch_buffer(self.shape, np.float16)
             batch.numpy()[...] = source
             yield {"fmri_values": batch}

@@ -342,28 +342,35 @@ def _batch_buffer(shape: tuple[int, ...], dtype) -> torch.Tensor:
 
 
 class BufferRing:
-    """`slots` batch buffers per shape and dtype, handed out in turn and reused: a DataLoader worker that collates into
-    them sends the main process the same few shared-memory blocks again and again, which torch maps once, instead of
-    a fresh block per batch that the kernel must zero and map page by page (torch's own ceiling for fresh 6.5 MB
-    batches on 2 workers was about 4,000–6,500 batches' worth of views/s here; `bench/train_throughput.py --data-only`).
+    """`slots` batches' buffers, handed out in turn and reused: a DataLoader worker that collates into them sends the
+    main process the same few shared-memory blocks again and again, which torch maps once, instead of a fresh block
+    per batch that the kernel must zero and map page by page (torch's own ceiling for fresh 6.5 MB batches on 2
+    workers was about 4,000–7,000 views/s here; `bench/train_throughput.py --data-only`).
 
-    A buffer is overwritten when its turn comes again, `slots` batches later from the same worker; see `fmri_loader`
-    for how many that leaves the consumer.
+    Each batch (`next_batch`) takes the next slot; `take` hands out that slot's buffer of the asked shape and dtype,
+    the one it held for its previous batch when that matches, else a new one. A slot keeps only the buffers of its
+    last batch, so batches of changing shapes (whole scans of different lengths, the short last batch of an epoch)
+    hold at most `slots` batches' memory. A buffer is overwritten `slots` batches later from the same worker; see
+    `fmri_loader` for how many that leaves the consumer.
     """
 
     def __init__(self, slots: int):
         self.slots = int(slots)
-        self._buffers: dict[tuple, list[torch.Tensor]] = {}
-        self._turn: dict[tuple, int] = {}
+        self._held: list[dict[tuple, torch.Tensor]] = [{} for _ in range(self.slots)]
+        self._turn = -1
+        self._previous: dict[tuple, torch.Tensor] = {}
+
+    def next_batch(self) -> None:
+        self._turn = (self._turn + 1) % self.slots
+        self._previous, self._held[self._turn] = self._held[self._turn], {}
 
     def take(self, shape: tuple[int, ...], dtype) -> torch.Tensor:
         key = (tuple(shape), np.dtype(dtype).str)
-        buffers = self._buffers.setdefault(key, [])
-        turn = self._turn.get(key, 0)
-        self._turn[key] = (turn + 1) % self.slots
-        if turn == len(buffers):
-            buffers.append(_batch_buffer(shape, dtype))
-        return buffers[turn]
+        buffer = self._previous.pop(key, None)
+        if buffer is None:
+            buffer = _batch_buffer(shape, dtype)
+        self._held[self._turn][key] = buffer
+        return buffer
 
 
 def collate_fmri(samples: list[dict], ring: BufferRing | None = None) -> dict:
@@ -379,6 +386,8 @@ def collate_fmri(samples: list[dict], ring: BufferRing | None = None) -> dict:
     longest = max(lengths)
     dtype = np.result_type(*arrays)
     shape = (len(arrays), *arrays[0].shape[:-1], longest)
+    if ring is not None:
+        ring.next_batch()
     take = _batch_buffer if ring is None else ring.take
     tensor, mask_tensor = take(shape, dtype), take((len(arrays), longest), np.int64)
     values, mask = tensor.numpy(), mask_tensor.numpy()

@@ -9,7 +9,7 @@ from r2tnet_hf.data.manifest import read_manifest
 from r2tnet_hf.data.pairs import PairSampler
 from r2tnet_hf.data.shards import ConvertOptions, convert
 from r2tnet_hf.data.splits import check_disjoint, load_splits, make_splits, save_splits, splits_from_manifest
-from r2tnet_hf.data.streaming import FmriStream, ShardFolder, collate_fmri, fmri_loader
+from r2tnet_hf.data.streaming import BufferRing, FmriStream, ShardFolder, collate_fmri, fmri_loader
 from r2tnet_hf.data.synthetic import make_synthetic_cohort
 from r2tnet_hf.errors import FmriInputError
 
@@ -183,6 +183,19 @@ def test_fmri_loader_hands_over_whole_batches_that_stay_valid_as_documented(shar
     assert sorted(scans) == sorted(list(range(24)) * 2)
     if workers == 0:  # in one process the batches are the ring's buffers, reused
         assert len(pointers) <= stream.buffer_slots + 1  # + the last, smaller batch of an epoch
+
+
+def test_buffer_ring_reuses_a_slot_only_after_its_turn_and_holds_at_most_its_slots():
+    ring = BufferRing(3)
+    pointers = []
+    for length in [10, 10, 10, 10, 12, 12, 10, 11, 13, 14, 15, 16]:  # whole scans of changing lengths
+        ring.next_batch()
+        values = ring.take((2, 4, length), np.float32)
+        assert values.shape == (2, 4, length) and ring.take((2, length), np.int64).shape == (2, length)
+        pointers.append(values.data_ptr())
+    assert pointers[3] == pointers[0] and len(set(pointers[:3])) == 3  # same shape: the slot's buffer again
+    held = [buffer for slot in ring._held for buffer in slot.values()]
+    assert len(held) == 3 * 2  # values and mask of the last 3 batches, not one pair per length ever seen
 
 
 def test_fmri_loader_in_process_yields_what_the_stream_yields(shard_folder):
