@@ -778,7 +778,8 @@ class FmriStream(torch.utils.data.IterableDataset):
             rows = self._block_rows(table)
             order = _seed(self.seed, epoch, block, 0xB10C).permutation(len(rows))
             # one uniform draw per position of the block places its random window (seeding a generator per row cost
-            # a fifth of the stream's time in a profile); a function of (seed, epoch, block, offset), so resume stays exact
+            # a fifth of the stream's time in a profile); a function of (seed, epoch, block, offset), so resume stays
+            # exact
             draws = _seed(self.seed, epoch, block, 0x5EED, *salt).random(len(rows)) if self.crop == "random" else None
             for offset in range(skip, len(rows)):
                 row = rows[order[offset]]
